@@ -1,0 +1,19 @@
+"""Small reusable building blocks. Nothing here knows about models or the registry."""
+
+from .attention import AttentionOutput, EfficientAttention, EfficientSelfAttention
+from .drop_path import DropPath
+from .ffn import DepthwiseConv, MixFFN
+from .layout import to_nchw, to_nhwc
+from .patch_embed import OverlapPatchEmbed
+
+__all__ = [
+    "AttentionOutput",
+    "DepthwiseConv",
+    "DropPath",
+    "EfficientAttention",
+    "EfficientSelfAttention",
+    "MixFFN",
+    "OverlapPatchEmbed",
+    "to_nchw",
+    "to_nhwc",
+]

@@ -1,0 +1,94 @@
+"""The segmentation model: encoder + decode head, and its on-disk format."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .encoder import MixTransformerEncoder
+from .heads import build_head
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_TAG = "segformer_lab"
+
+
+class SegmentationModel(nn.Module):
+    """``model(pixel_values[B, 3, H, W]) -> logits[B, K, ceil(H/4), ceil(W/4)]``.
+
+    Logits stay at stride 4: upsampling to the label or image size is the caller's one
+    resize (the engine, ``predict``). ``model.encoder`` alone returns the stage maps.
+    """
+
+    min_size = 32
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = MixTransformerEncoder(config)
+        self.decode_head = build_head(config.widths, config.decoder, config.num_classes)
+        self.apply(init_weights)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"expected pixel_values of shape [B, {self.config.in_channels}, H, W], got {tuple(pixel_values.shape)}"
+            )
+        if min(pixel_values.shape[-2:]) < self.min_size:
+            raise ValueError(
+                f"input {tuple(pixel_values.shape[-2:])} is too small: height and width must be >= {self.min_size}"
+            )
+        return self.decode_head(self.encoder(pixel_values))
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``, atomically."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+        config = {"format": FORMAT_TAG, **self.config.to_dict()}
+        atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2)))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> SegmentationModel:
+        """Same as ``segformer_lab.load_model``: any supported checkpoint format."""
+        from .checkpoint import load_model
+
+        return load_model(path)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``,
+    so a reader never sees a half-written file and an interrupted write loses nothing."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module) -> None:
+    """SegFormer's initialisation: truncated normal(0.02) Linear weights, He-style
+    normal(0, sqrt(2 / fan_out)) convolutions, unit norms, zero biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+        module.weight.normal_(0.0, (2.0 / fan_out) ** 0.5)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
