@@ -1,0 +1,1 @@
+"""Tools behind the command line: catalogue, profiler, benchmark (each usable from Python)."""
