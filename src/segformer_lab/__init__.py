@@ -1,6 +1,7 @@
 """segformer-lab: efficient semantic segmentation with the SegFormer family."""
 
 from .models import (
+    CheckpointError,
     ConfigError,
     DecoderConfig,
     ModelConfig,
@@ -9,12 +10,15 @@ from .models import (
     create_model,
     get_config,
     list_models,
+    load_model,
+    load_weights,
     register_model,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "DecoderConfig",
     "ModelConfig",
@@ -24,5 +28,7 @@ __all__ = [
     "create_model",
     "get_config",
     "list_models",
+    "load_model",
+    "load_weights",
     "register_model",
 ]

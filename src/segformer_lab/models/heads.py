@@ -18,10 +18,11 @@ class StageProjection(nn.Module):
         self.proj = nn.Linear(in_dim, out_dim)
 
 
-def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=False); a no-op when the size already matches."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
+def resize_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Bilinear resize (align_corners=False), as the published decoder does.
+
+    Called only on the deeper stages: stage 1 already has the output size. No shape
+    comparison here, so exported graphs carry no guard on the input size."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
@@ -78,25 +79,26 @@ class AllMLPHead(nn.Module):
 
     def fused_features(self, features: list[torch.Tensor]) -> torch.Tensor:
         """BatchNorm(linear_fuse(concat)) computed the fast way; ``[B, D, H_1, W_1]``."""
-        size = features[0].shape[-2:]
         fold_norm = not self.training and self.batch_norm.track_running_stats
         weights, bias = self.folded_projections(fold_norm)
-        out = None
-        for x, w in zip(features, weights):
-            y = resize_to(to_nchw(F.linear(to_nhwc(x), w)), size)
-            out = y if out is None else out + y
-        out = out + bias.view(1, -1, 1, 1)
+        # Stage 1 sets the output size and takes the bias (bilinear resizing preserves
+        # constants, so one bias for all stages is exact). Accumulating in place is
+        # autograd-safe: neither linear nor resize needs its output for backward.
+        out = to_nchw(F.linear(to_nhwc(features[0]), weights[0], bias))
+        for x, w in zip(features[1:], weights[1:]):
+            out += resize_to(to_nchw(F.linear(to_nhwc(x), w)), out.shape[-2:])
         return out if fold_norm else self.batch_norm(out)
 
     def published_features(self, features: list[torch.Tensor]) -> torch.Tensor:
         """BatchNorm(linear_fuse(concat)) exactly as published; ``[B, D, H_1, W_1]``."""
-        size = features[0].shape[-2:]
-        projected = [resize_to(to_nchw(p.proj(to_nhwc(x))), size) for x, p in zip(features, self.linear_c)]
+        projected = [to_nchw(p.proj(to_nhwc(x))) for x, p in zip(features, self.linear_c)]
+        size = projected[0].shape[-2:]
+        projected = projected[:1] + [resize_to(y, size) for y in projected[1:]]
         return self.batch_norm(self.linear_fuse(torch.cat(projected[::-1], dim=1)))
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = self.fused_features(features) if self.fold else self.published_features(features)
-        x = self.dropout(F.relu(x))
+        x = self.dropout(F.relu(x, inplace=True))
         w = self.classifier.weight.view(self.classifier.out_channels, -1)
         return to_nchw(F.linear(to_nhwc(x), w, self.classifier.bias))
 

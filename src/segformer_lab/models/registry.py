@@ -32,7 +32,10 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def get_config(name: str, **overrides) -> ModelConfig:
-    """The ``ModelConfig`` of a registered model, with top-level fields overridden."""
+    """The ``ModelConfig`` of a registered model, with top-level fields overridden.
+
+    Names are case-insensitive and accept dashes (``SegFormer-B0`` is ``segformer_b0``)."""
+    name = name.lower().replace("-", "_")
     if name not in _REGISTRY:
         import difflib
 

@@ -1,0 +1,47 @@
+# Two commands on a fresh machine:  `make demo` (the main job) and `make test`.
+# Both create or update the project's virtual environment in .venv themselves.
+
+PYTHON ?= python3
+# The CPU build of PyTorch. On machines whose pip would pick a CUDA build, use e.g.
+#   make TORCH="torch --index-url https://download.pytorch.org/whl/cpu" test
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= outputs/demo
+
+.PHONY: demo test venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Torch first, on its own, so that resolving the project's dependencies finds it
+# installed and never pulls another build.
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -m pip install -q $(TORCH)
+	touch $@
+
+$(VENV)/.runtime: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.runtime
+
+demo: $(VENV)/.runtime
+	@mkdir -p $(OUT)
+	$(BIN)/segformer-lab models
+	$(BIN)/segformer-lab profile all --size 512 512 --json > $(OUT)/profile.json
+	$(BIN)/segformer-lab profile all --size 512 512
+	$(BIN)/segformer-lab bench segformer_b0 --size 512 512
+	$(BIN)/segformer-lab bench segformer_b2 --size 512 512
+	@echo "profile written to $(OUT)/profile.json"
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

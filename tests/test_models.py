@@ -1,0 +1,127 @@
+"""The model tester: every registered model goes through the same checks."""
+
+import math
+
+import pytest
+import torch
+
+import segformer_lab as sl
+from segformer_lab.models import SegmentationModel
+
+MODELS = sl.list_models()
+NUM_CLASSES = 5
+# Square and not, sides divisible by 32 and not, down to the 32-pixel minimum.
+SIZES = [(64, 64), (65, 47), (32, 97)]
+
+
+def shallow(config: sl.ModelConfig) -> sl.ModelConfig:
+    """The same architecture with one block per stage: every component type is still
+    present, the slow checks (export) stay fast."""
+    stages = [dict(s.__dict__, depth=1) for s in config.stages]
+    return config.replace(stages=stages)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_shapes_at_odd_sizes(name):
+    model = sl.create_model(name, num_classes=NUM_CLASSES).eval()
+    for h, w in SIZES:
+        with torch.no_grad():
+            logits = model(torch.randn(2, 3, h, w))
+        assert logits.shape == (2, NUM_CLASSES, math.ceil(h / 4), math.ceil(w / 4)), (h, w)
+        assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_encoder_alone_returns_stage_maps(name):
+    model = sl.create_model(name, num_classes=NUM_CLASSES).eval()
+    with torch.no_grad():
+        features = model.encoder(torch.randn(1, 3, 65, 47))
+    assert [f.shape[1] for f in features] == list(model.config.widths)
+    h, w = 65, 47
+    for f, stage in zip(features, model.config.stages):
+        h, w = math.ceil(h / stage.stride), math.ceil(w / stage.stride)
+        assert f.shape[-2:] == (h, w)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_backward_reaches_every_parameter(name):
+    # No stochastic depth: a branch dropped for the whole batch would get no gradient.
+    model = sl.create_model(name, num_classes=NUM_CLASSES, drop_path_rate=0.0).train()
+    logits = model(torch.randn(2, 3, 65, 47))
+    target = torch.randint(0, NUM_CLASSES, logits.shape[:1] + logits.shape[2:])
+    torch.nn.functional.cross_entropy(logits, target).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_save_load_round_trip(name, tmp_path):
+    model = sl.create_model(name, num_classes=NUM_CLASSES).eval()
+    model.save_pretrained(tmp_path)
+    restored = sl.load_model(tmp_path).eval()
+    assert restored.config == model.config
+    state, restored_state = model.state_dict(), restored.state_dict()
+    assert state.keys() == restored_state.keys()
+    for key in state:
+        assert torch.equal(state[key], restored_state[key]), key
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), restored(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_output_is_deterministic(name):
+    model = sl.create_model(name, num_classes=NUM_CLASSES).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_torch_export_with_dynamic_shapes(name):
+    """Exported once with dynamic batch/height/width, the graph runs at another size."""
+    model = SegmentationModel(shallow(sl.get_config(name, num_classes=NUM_CLASSES))).eval()
+    dims = {0: torch.export.Dim("batch", max=64), 2: torch.export.Dim("height", min=64, max=4096),
+            3: torch.export.Dim("width", min=64, max=4096)}
+    program = torch.export.export(model, (torch.randn(2, 3, 64, 96),), dynamic_shapes={"pixel_values": dims})
+    x = torch.randn(1, 3, 97, 65)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_config_json_round_trip():
+    config = sl.get_config("segformer_b2", num_classes=19)
+    assert sl.ModelConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("size", [(31, 64), (64, 16)])
+def test_too_small_input_is_rejected(size):
+    model = sl.create_model("segformer_b0").eval()
+    with pytest.raises(ValueError, match="too small"):
+        model(torch.randn(1, 3, *size))
+
+
+def test_wrong_channel_count_is_rejected():
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        sl.create_model("segformer_b0")(torch.randn(1, 4, 64, 64))
+
+
+def test_unknown_model_suggests_names():
+    with pytest.raises(KeyError, match="did you mean segformer_b0"):
+        sl.create_model("segformr_b0")
+
+
+def test_model_names_accept_hub_spelling():
+    assert sl.get_config("SegFormer-B2") == sl.get_config("segformer_b2")
+
+
+def test_unknown_override_is_rejected():
+    with pytest.raises(sl.ConfigError, match="num_clases"):
+        sl.create_model("segformer_b0", num_clases=3)
+
+
+def test_invalid_config_is_rejected():
+    with pytest.raises(sl.ConfigError, match="not divisible"):
+        sl.create_model("segformer_b0", stages=[dict(width=30, depth=1, num_heads=4, sr_ratio=1)])
