@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .layout import to_nchw, to_nhwc
+from .rope import RotaryEmbedding2d
 
 
 class EfficientSelfAttention(nn.Module):
@@ -17,9 +18,13 @@ class EfficientSelfAttention(nn.Module):
     LayerNorm, so the cost is ``N * N / sr_ratio**2`` instead of ``N**2``. With
     ``sr_ratio == 1`` it is plain multi-head self-attention. The heads are computed by
     ``scaled_dot_product_attention``; the output projection lives in ``AttentionOutput``.
+
+    With a ``rope`` module, queries and keys are rotated by their grid positions; a key
+    of the reduced map sits on the ``sr_ratio`` x ``sr_ratio`` window it summarises (see
+    ``layers.rope``).
     """
 
-    def __init__(self, dim: int, num_heads: int, sr_ratio: int) -> None:
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int, rope: RotaryEmbedding2d | None = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
@@ -32,6 +37,11 @@ class EfficientSelfAttention(nn.Module):
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
             self.layer_norm = nn.LayerNorm(dim)
+        self.rope = rope
+
+    def window_average(self, t: torch.Tensor) -> torch.Tensor:
+        """Average a ``[N, C, H, W]`` map over the windows the reduction merges into one key."""
+        return F.avg_pool2d(t, self.sr_ratio, self.sr_ratio)
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
         """The key/value source: ``x`` itself, or its ``sr_ratio``-reduced map."""
@@ -50,6 +60,8 @@ class EfficientSelfAttention(nn.Module):
         q = self.split_heads(self.query(x))
         k = self.split_heads(self.key(kv))
         v = self.split_heads(self.value(kv))
+        if self.rope is not None:
+            q, k = self.rope(q, k, (h, w), self.window_average if self.sr_ratio > 1 else None)
         out = F.scaled_dot_product_attention(q, k, v)
         return out.transpose(1, 2).reshape(b, h, w, c)
 
@@ -72,9 +84,9 @@ class EfficientAttention(nn.Module):
     Hugging Face's SegFormer (``attention.self.query``, ``attention.output.dense``).
     """
 
-    def __init__(self, dim: int, num_heads: int, sr_ratio: int) -> None:
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int, rope: RotaryEmbedding2d | None = None) -> None:
         super().__init__()
-        self.self = EfficientSelfAttention(dim, num_heads, sr_ratio)
+        self.self = EfficientSelfAttention(dim, num_heads, sr_ratio, rope)
         self.output = AttentionOutput(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -95,7 +95,7 @@ class KeyFormat:
     ignored: tuple[tuple[str, str], ...] = ()
 
 
-IMAGENET_HEAD = "the ImageNet classifier of an encoder-only checkpoint"
+IMAGENET_HEAD = "the image-classification head of an encoder-only checkpoint"
 
 HF_RENAMES: tuple[Rename, ...] = (
     (r"^segformer\.", ""),
@@ -105,7 +105,10 @@ HF_RENAMES: tuple[Rename, ...] = (
 KEY_FORMATS = (  # detection tries them in this order; ours is the fallback
     KeyFormat(
         name="nvlabs",
-        signature=r"^(backbone\.)?(patch_embed|block|norm)\d+\.|^decode_head\.(linear_c\d|linear_pred\.|linear_fuse\.conv\.)",
+        signature=(
+            r"^(backbone\.)?(patch_embed|block|norm)\d+\."
+            r"|^decode_head\.(linear_c\d|linear_pred\.|linear_fuse\.conv\.)"
+        ),
         renames=(
             (r"^backbone\.", ""),
             (r"^(?P<name>patch_embed|block|norm|decode_head\.linear_c)(?P<index>\d+)\.", _zero_based),
@@ -503,7 +506,9 @@ def _infer_config(state: dict[str, torch.Tensor], notes: list[str]) -> ModelConf
             )
         )
     if not stages:
-        raise CheckpointError("cannot infer the architecture: no encoder.patch_embeddings.0.proj.weight (not SegFormer?)")
+        raise CheckpointError(
+            "cannot infer the architecture: no encoder.patch_embeddings.0.proj.weight (not SegFormer?)"
+        )
     in_channels = shape("encoder.patch_embeddings.0.proj.weight")[1]
     notes.append(f"architecture inferred from the weights; attention heads assumed MiT's {MIT_HEADS[: len(stages)]}")
     if "decode_head.classifier.weight" in state:
@@ -514,7 +519,8 @@ def _infer_config(state: dict[str, torch.Tensor], notes: list[str]) -> ModelConf
         decoder = variant.decoder if variant is not None else DecoderConfig()
         num_classes = DEFAULT_NUM_CLASSES
         notes.append(
-            f"encoder-only checkpoint: the segmentation head gets {num_classes} classes and decoder width {decoder.width}"
+            f"encoder-only checkpoint: the segmentation head gets {num_classes} classes "
+            f"and decoder width {decoder.width}"
         )
     return _named(ModelConfig(stages=tuple(stages), decoder=decoder, num_classes=num_classes, in_channels=in_channels))
 
@@ -574,7 +580,8 @@ def load_model(path: str | os.PathLike) -> SegmentationModel:
         log.warning("%s: %s", source.path, note)
     model = SegmentationModel(config)
     report = _load_converted(model, source, converted, ignored, reset_classifier=False)
-    log.info("loaded %s (%s format) as %s; %s", source.path, source.format, config.name, "; ".join(report.notes) or "all keys matched")
+    summary = "; ".join(report.notes) or "all keys matched"
+    log.info("loaded %s (%s format) as %s; %s", source.path, source.format, config.name, summary)
     return model.eval()
 
 
@@ -585,7 +592,10 @@ def to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 def to_hf_config(config: ModelConfig) -> dict[str, Any]:
-    """The ``transformers.SegformerConfig`` keyword arguments describing ``config``."""
+    """The ``transformers.SegformerConfig`` keyword arguments describing ``config``.
+
+    MLP ratios are written as ints where they are whole numbers: transformers 5 validates
+    ``mlp_ratios`` as a list of ints."""
     stages = config.stages
     return {
         "num_channels": config.in_channels,
@@ -596,7 +606,7 @@ def to_hf_config(config: ModelConfig) -> dict[str, Any]:
         "patch_sizes": [s.patch_size for s in stages],
         "strides": [s.stride for s in stages],
         "num_attention_heads": [s.num_heads for s in stages],
-        "mlp_ratios": [s.mlp_ratio for s in stages],
+        "mlp_ratios": [int(s.mlp_ratio) if float(s.mlp_ratio).is_integer() else s.mlp_ratio for s in stages],
         "decoder_hidden_size": config.decoder.width,
         "classifier_dropout_prob": config.decoder.dropout,
         "drop_path_rate": config.drop_path_rate,

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 DECODER_TYPES = ("all_mlp",)
+POS_ENCODINGS = ("none", "axial", "mixed")
+KEY_POSITIONS = ("centre", "pooled")
 
 
 class ConfigError(ValueError):
@@ -31,6 +33,7 @@ class StageConfig:
     patch_size: int = 3
     stride: int = 2
     mlp_ratio: float = 4.0
+    pos_encoding: str = "none"  # rotary embedding in this stage's attention: none, axial, mixed
 
     def validate(self, index: int) -> None:
         where = f"stage {index}"
@@ -41,6 +44,41 @@ class StageConfig:
             raise ConfigError(f"{where}: width {self.width} is not divisible by num_heads {self.num_heads}")
         if self.mlp_ratio <= 0:
             raise ConfigError(f"{where}: mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ConfigError(f"{where}: pos_encoding {self.pos_encoding!r} is unknown; choose one of {POS_ENCODINGS}")
+        if self.pos_encoding != "none" and (self.width // self.num_heads) % 4:
+            raise ConfigError(
+                f"{where}: 2-D RoPE needs a head dimension divisible by 4, got {self.width // self.num_heads}"
+            )
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    """Settings shared by the stages that use rotary position embeddings.
+
+    ``theta``: base of the frequencies (None: rope-vit's 100 for axial, 10 for mixed).
+    ``key_positions``: how a key of a reduced map is placed: ``"centre"`` of its window
+    (exact), or ``"pooled"`` rotation factors (the SegFormer-with-RoPE seed's variant).
+    ``reference_size``: None keeps integer grid positions (extrapolation to larger
+    inputs); an input size ``(H, W)`` rescales every grid to the one that size gives
+    (interpolation).
+    """
+
+    theta: float | None = None
+    key_positions: str = "centre"
+    reference_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference_size is not None:
+            object.__setattr__(self, "reference_size", tuple(self.reference_size))
+
+    def validate(self) -> None:
+        if self.theta is not None and self.theta <= 1:
+            raise ConfigError(f"rope theta must be > 1, got {self.theta}")
+        if self.key_positions not in KEY_POSITIONS:
+            raise ConfigError(f"rope key_positions must be one of {KEY_POSITIONS}, got {self.key_positions!r}")
+        if self.reference_size is not None and (len(self.reference_size) != 2 or min(self.reference_size) < 1):
+            raise ConfigError(f"rope reference_size must be (height, width), got {self.reference_size}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +107,7 @@ class ModelConfig:
 
     stages: tuple[StageConfig, ...]
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    rope: RopeConfig = field(default_factory=RopeConfig)
     num_classes: int = 150
     in_channels: int = 3
     drop_path_rate: float = 0.1
@@ -80,6 +119,8 @@ class ModelConfig:
         object.__setattr__(self, "stages", stages)
         if isinstance(self.decoder, dict):
             object.__setattr__(self, "decoder", DecoderConfig(**self.decoder))
+        if isinstance(self.rope, dict):
+            object.__setattr__(self, "rope", RopeConfig(**self.rope))
         self.validate()
 
     def validate(self) -> None:
@@ -88,6 +129,7 @@ class ModelConfig:
         for i, stage in enumerate(self.stages):
             stage.validate(i)
         self.decoder.validate()
+        self.rope.validate()
         if self.num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {self.num_classes}")
         if self.in_channels < 1:
@@ -111,20 +153,26 @@ class ModelConfig:
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with top-level fields changed (``num_classes=19``, ``drop_path_rate=0``, ...).
 
-        Nested fields are changed with ``decoder={...}`` (merged into the current decoder)
-        or ``stages=[...]``.
+        Nested fields are changed with ``decoder={...}`` or ``rope={...}`` (merged into
+        the current ones), or ``stages=[...]``.
         """
         valid = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - valid)
         if unknown:
             raise ConfigError(f"unknown config field(s) {unknown}; valid fields: {sorted(valid)}")
-        if isinstance(changes.get("decoder"), dict):
-            changes["decoder"] = dataclasses.replace(self.decoder, **changes["decoder"])
+        for name in ("decoder", "rope"):
+            if isinstance(changes.get(name), dict):
+                changes[name] = dataclasses.replace(getattr(self, name), **changes[name])
         return dataclasses.replace(self, **changes)
+
+    def with_pos_encoding(self, kind: str) -> ModelConfig:
+        """The same model with ``kind`` position encoding in every stage."""
+        return self.replace(stages=[dataclasses.replace(s, pos_encoding=kind) for s in self.stages])
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["stages"] = [dict(s) for s in d["stages"]]
+        if d["rope"]["reference_size"] is not None:
+            d["rope"]["reference_size"] = list(d["rope"]["reference_size"])
         return d
 
     @classmethod

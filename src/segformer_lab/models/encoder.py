@@ -10,17 +10,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import DropPath, EfficientAttention, MixFFN, OverlapPatchEmbed, to_nchw
-from .config import ModelConfig, StageConfig
+import math
+
+from ..layers import DropPath, EfficientAttention, MixFFN, OverlapPatchEmbed, build_rope, to_nchw
+from .config import ModelConfig, RopeConfig, StageConfig
 
 
 class SegformerBlock(nn.Module):
     """``x + DropPath(Attn(LN(x)))``, then ``x + DropPath(MixFFN(LN(x)))``, on ``[B, H, W, C]``."""
 
-    def __init__(self, stage: StageConfig, drop_path: float) -> None:
+    def __init__(
+        self, stage: StageConfig, drop_path: float, rope: RopeConfig, reference_grid: tuple[int, int] | None
+    ) -> None:
         super().__init__()
         self.layer_norm_1 = nn.LayerNorm(stage.width)
-        self.attention = EfficientAttention(stage.width, stage.num_heads, stage.sr_ratio)
+        rotary = build_rope(
+            stage.pos_encoding,
+            head_dim=stage.width // stage.num_heads,
+            num_heads=stage.num_heads,
+            theta=rope.theta,
+            key_positions=rope.key_positions,
+            reference_grid=reference_grid,
+        )
+        self.attention = EfficientAttention(stage.width, stage.num_heads, stage.sr_ratio, rotary)
         self.drop_path = DropPath(drop_path)
         self.layer_norm_2 = nn.LayerNorm(stage.width)
         self.mlp = MixFFN(stage.width, int(stage.width * stage.mlp_ratio))
@@ -46,9 +58,13 @@ class MixTransformerEncoder(nn.Module):
             OverlapPatchEmbed(c_in, s.width, s.patch_size, s.stride) for c_in, s in zip(in_channels, config.stages)
         )
         self.block = nn.ModuleList()
-        start = 0
+        start, stride = 0, 1
         for stage in config.stages:
-            self.block.append(nn.ModuleList(SegformerBlock(stage, rates[start + j]) for j in range(stage.depth)))
+            stride *= stage.stride
+            grid = reference_grid(config.rope.reference_size, stride)
+            self.block.append(
+                nn.ModuleList(SegformerBlock(stage, rates[start + j], config.rope, grid) for j in range(stage.depth))
+            )
             start += stage.depth
         self.layer_norm = nn.ModuleList(nn.LayerNorm(s.width) for s in config.stages)
 
@@ -62,3 +78,10 @@ class MixTransformerEncoder(nn.Module):
             x = to_nchw(norm(x))
             features.append(x)
         return features
+
+
+def reference_grid(reference_size: tuple[int, int] | None, stride: int) -> tuple[int, int] | None:
+    """The grid a stage of total ``stride`` has at the RoPE reference input size."""
+    if reference_size is None:
+        return None
+    return (math.ceil(reference_size[0] / stride), math.ceil(reference_size[1] / stride))

@@ -16,11 +16,12 @@ from .segmentor import SegmentationModel
 _REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
 
 
-def register_model(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
-    """Register ``fn`` (returning a ``ModelConfig``) under its function name."""
-    if fn.__name__ in _REGISTRY:
-        raise ValueError(f"model {fn.__name__!r} is already registered")
-    _REGISTRY[fn.__name__] = fn
+def register_model(fn: Callable[[], ModelConfig], name: str | None = None) -> Callable[[], ModelConfig]:
+    """Register ``fn`` (returning a ``ModelConfig``) under ``name`` or its function name."""
+    name = name or fn.__name__
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = fn
     return fn
 
 
@@ -107,3 +108,13 @@ def segformer_b4() -> ModelConfig:
 @register_model
 def segformer_b5() -> ModelConfig:
     return _segformer((64, 128, 320, 512), (3, 6, 40, 3), 768)
+
+
+# --- SegFormer with 2-D RoPE in every stage's attention (axial or mixed, rope-vit)
+def _register_rope_variants() -> None:
+    for base in [n for n in list_models("segformer_b?")]:
+        for kind in ("axial", "mixed"):
+            register_model(lambda base=base, kind=kind: _REGISTRY[base]().with_pos_encoding(kind), f"{base}_rope_{kind}")
+
+
+_register_rope_variants()

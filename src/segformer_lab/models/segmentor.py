@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..layers import RotaryEmbedding2d
 from .config import ModelConfig
 from .encoder import MixTransformerEncoder
 from .heads import build_head
@@ -44,6 +45,16 @@ class SegmentationModel(nn.Module):
                 f"input {tuple(pixel_values.shape[-2:])} is too small: height and width must be >= {self.min_size}"
             )
         return self.decode_head(self.encoder(pixel_values))
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters that should not be weight-decayed: biases, norm weights and
+        other vectors or scalars (gains, layer scales), and rotary frequencies, which
+        decay would pull toward zero, i.e. toward no position information."""
+        names = {n for n, p in self.named_parameters() if p.ndim <= 1}
+        for prefix, module in self.named_modules():
+            if isinstance(module, RotaryEmbedding2d):
+                names |= {f"{prefix}.{n}" for n, _ in module.named_parameters()}
+        return names
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``, atomically."""

@@ -1,0 +1,210 @@
+"""``segformer-lab bench``: CPU inference latency, optionally side by side with transformers.
+
+Latency on a shared machine drifts from run to run, so a comparison with transformers'
+``SegformerForSemanticSegmentation`` runs the two models in turns within one loop
+(ours, theirs, ours, theirs, ...): drift hits both alike and their ratio stays
+meaningful even when the absolute medians move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..models import SegmentationModel, create_model
+from ..models.checkpoint import to_hf_config, to_hf_state_dict
+
+DEFAULT_WARMUP = 2
+DEFAULT_REPEATS = 10
+
+
+def benchmark(
+    model_or_name: str | SegmentationModel,
+    size: tuple[int, int] = (512, 512),
+    batch: int = 1,
+    threads: int | None = None,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+    compare_hf: bool = False,
+) -> dict:
+    """Median latency and throughput of ``model(random batch)`` in eval/inference mode.
+
+    With ``compare_hf`` the same weights also run in transformers (a test extra) and the
+    result adds its latency, the speed-up (theirs / ours) and the largest absolute logit
+    difference. A model built here from a name gets random BatchNorm statistics first;
+    a model passed in keeps its weights (it is switched to eval mode). ``threads`` applies
+    for this call only.
+    """
+    if batch < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need batch >= 1, repeats >= 1, warmup >= 0; got {batch}, {repeats}, {warmup}")
+    if isinstance(model_or_name, str):
+        model = create_model(model_or_name)
+        if compare_hf:
+            randomise_batch_norms(model)
+    else:
+        model = model_or_name
+    model.eval()
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        shape = (batch, model.config.in_channels, *size)
+        pixel_values = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"ours": model}
+        if compare_hf:
+            twin = transformers_twin(model)
+            runners["transformers"] = lambda x: twin(pixel_values=x).logits
+        times, outputs = time_in_turns(runners, pixel_values, warmup, repeats)
+        result = {
+            "model": model.config.name,
+            "input": list(shape),
+            "threads": torch.get_num_threads(),
+            "warmup": warmup,
+            "repeats": repeats,
+            "torch": torch.__version__,
+            "ours": summarise(times["ours"], batch),
+        }
+    finally:
+        torch.set_num_threads(previous_threads)
+    if compare_hf:
+        import transformers
+
+        result["transformers"] = {**summarise(times["transformers"], batch), "version": transformers.__version__}
+        result["speedup"] = result["transformers"]["median_ms"] / result["ours"]["median_ms"]
+        result["max_abs_diff"] = (outputs["ours"] - outputs["transformers"]).abs().max().item()
+    return result
+
+
+def time_in_turns(
+    runners: dict[str, Callable[[torch.Tensor], torch.Tensor]], pixel_values: torch.Tensor, warmup: int, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, torch.Tensor]]:
+    """Milliseconds per call of each runner, all runners taking one turn per round; the
+    first ``warmup`` rounds are not recorded. Also returns each runner's last output."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    outputs: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for round_index in range(warmup + repeats):
+            for name, run_once in runners.items():
+                start = time.perf_counter()
+                outputs[name] = run_once(pixel_values)
+                elapsed_ms = (time.perf_counter() - start) * 1e3
+                if round_index >= warmup:
+                    times[name].append(elapsed_ms)
+    return times, outputs
+
+
+def summarise(times_ms: list[float], batch: int) -> dict[str, float]:
+    median = statistics.median(times_ms)
+    return {"median_ms": median, "images_per_s": batch * 1e3 / median}
+
+
+@torch.no_grad()
+def randomise_batch_norms(model: nn.Module, seed: int = 0) -> None:
+    """Random running statistics and affine for every BatchNorm. A fresh BatchNorm
+    (mean 0, variance 1, identity affine) is nearly the identity in eval mode, which would
+    hide a mistake in folding it into the decoder's projections."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0.0, 0.5, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+            module.weight.uniform_(0.5, 1.5, generator=generator)
+            module.bias.normal_(0.0, 0.5, generator=generator)
+
+
+def transformers_twin(model: SegmentationModel) -> nn.Module:
+    """transformers' ``SegformerForSemanticSegmentation`` holding ``model``'s weights.
+
+    The weights travel the way an exported checkpoint would: ``config.json`` and
+    ``model.safetensors`` in a directory, read by ``from_pretrained`` (which applies
+    transformers' own key conversions). Any key it misses or does not use is an error.
+    """
+    try:
+        import transformers
+        from transformers.utils import logging as hf_logging
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            "comparing with transformers needs the transformers package (a test extra): "
+            "pip install 'segformer-lab[test]'"
+        ) from err
+    from safetensors.torch import save_file
+
+    progress_bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            transformers.SegformerConfig(**to_hf_config(model.config)).save_pretrained(directory)
+            tensors = {k: v.detach().contiguous() for k, v in to_hf_state_dict(model.state_dict()).items()}
+            save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+            twin, info = transformers.SegformerForSemanticSegmentation.from_pretrained(
+                directory, output_loading_info=True
+            )
+    finally:
+        if progress_bar_was_on:
+            hf_logging.enable_progress_bar()
+    problems = {kind: sorted(map(str, items)) for kind, items in info.items() if items}
+    if problems:
+        raise ValueError(f"transformers did not take the weights cleanly: {problems}")
+    return twin.eval()
+
+
+def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
+    p = sub.add_parser(
+        command,
+        help="measure inference latency",
+        description="Median latency and throughput of a model on random input (eval mode, inference_mode, "
+        "CPU). With --compare-hf, transformers' SegFormer runs the same weights in turns with ours.",
+    )
+    p.add_argument("model", metavar="MODEL", help="registered model name")
+    p.add_argument(
+        "--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"), help="input size (default: 512 512)"
+    )
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="images per forward pass (default: 1)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch.set_num_threads (default: torch's)")
+    p.add_argument(
+        "--warmup", type=int, default=DEFAULT_WARMUP, metavar="N", help=f"untimed rounds (default: {DEFAULT_WARMUP})"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=DEFAULT_REPEATS, metavar="N", help=f"timed rounds (default: {DEFAULT_REPEATS})"
+    )
+    p.add_argument("--compare-hf", action="store_true", help="also time transformers' SegFormer with the same weights")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        result = benchmark(
+            args.model, tuple(args.size), args.batch, args.threads, args.warmup, args.repeats, args.compare_hf
+        )
+    except ModuleNotFoundError as err:
+        print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    shape = "x".join(map(str, result["input"]))
+    print(
+        f"{result['model']}, input {shape}, {result['threads']} threads, torch {result['torch']}: "
+        f"median of {result['repeats']} runs after {result['warmup']} warm-up"
+    )
+    ours = result["ours"]
+    print(f"  segformer-lab  {ours['median_ms']:9.1f} ms  {ours['images_per_s']:8.2f} img/s")
+    if args.compare_hf:
+        theirs = result["transformers"]
+        print(
+            f"  transformers   {theirs['median_ms']:9.1f} ms  {theirs['images_per_s']:8.2f} img/s"
+            f"  (transformers {theirs['version']})"
+        )
+        print(f"  speed-up (transformers / segformer-lab): {result['speedup']:.2f}x")
+        print(f"  max abs logit difference: {result['max_abs_diff']:.2e}")
+    return 0

@@ -1,0 +1,390 @@
+"""Checkpoint loading: every supported format, its errors, and its safety guarantees.
+
+All checkpoints are written into ``tmp_path`` by the tests themselves; no network.
+"""
+
+import json
+import logging
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import segformer_lab as sl
+from segformer_lab.models import LoadReport, SegmentationModel, load_weights, mit_stages
+from segformer_lab.models.checkpoint import to_hf_config, to_hf_state_dict
+
+SIZE = 64
+
+
+def tiny_config(**changes) -> sl.ModelConfig:
+    """A MiT-shaped model small enough for fast tests; heads are MiT's, so its
+    architecture can be inferred from the weights alone."""
+    config = sl.ModelConfig(
+        stages=mit_stages((16, 32, 40, 64), (1, 2, 1, 1)), decoder=sl.DecoderConfig(width=32), num_classes=5
+    )
+    return config.replace(**changes)
+
+
+@torch.no_grad()
+def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Perturb every weight and BatchNorm statistic, so that any tensor loaded into the
+    wrong place changes the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    for t in model.state_dict().values():
+        if t.is_floating_point():
+            t.add_(0.1 * torch.randn(t.shape, generator=g))
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(0.5 * torch.randn(m.running_mean.shape, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+    return model
+
+
+def tiny_model(**changes) -> SegmentationModel:
+    return randomised(SegmentationModel(tiny_config(**changes))).eval()
+
+
+@torch.no_grad()
+def logits(model: nn.Module, seed: int = 1) -> torch.Tensor:
+    x = torch.randn(2, model.config.in_channels, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+    return model.eval()(x)
+
+
+def assert_same_state(a: nn.Module, b: nn.Module, skip: str = "\0") -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if not k.startswith(skip):
+            assert torch.equal(sa[k], sb[k]), k
+
+
+def to_nvlabs(state: dict, prefix: str = "backbone.") -> dict:
+    """Our keys -> the original NVlabs/mmseg spelling (key and value stacked into ``kv``)."""
+    block_names = {
+        "layer_norm_1": "norm1",
+        "layer_norm_2": "norm2",
+        "attention.self.query": "attn.q",
+        "attention.self.sr": "attn.sr",
+        "attention.self.layer_norm": "attn.norm",
+        "attention.output.dense": "attn.proj",
+        "mlp.dense1": "mlp.fc1",
+        "mlp.dwconv.dwconv": "mlp.dwconv.dwconv",
+        "mlp.dense2": "mlp.fc2",
+    }
+    head_names = {"linear_fuse": "linear_fuse.conv", "batch_norm": "linear_fuse.bn", "classifier": "linear_pred"}
+    out = {}
+    for key, tensor in state.items():
+        parts = key.split(".")
+        if key.startswith("encoder.patch_embeddings."):
+            sub = {"proj": "proj", "layer_norm": "norm"}[parts[3]]
+            out[f"{prefix}patch_embed{int(parts[2]) + 1}.{sub}.{parts[4]}"] = tensor
+        elif key.startswith("encoder.layer_norm."):
+            out[f"{prefix}norm{int(parts[2]) + 1}.{parts[3]}"] = tensor
+        elif key.startswith("encoder.block."):
+            block = f"{prefix}block{int(parts[2]) + 1}.{parts[3]}"
+            module, param = ".".join(parts[4:-1]), parts[-1]
+            if module == "attention.self.key":
+                value_key = key.replace(".key.", ".value.")
+                out[f"{block}.attn.kv.{param}"] = torch.cat([tensor, state[value_key]])
+            elif module != "attention.self.value":
+                out[f"{block}.{block_names[module]}.{param}"] = tensor
+        elif key.startswith("decode_head.linear_c."):
+            out[f"decode_head.linear_c{int(parts[2]) + 1}.{'.'.join(parts[3:])}"] = tensor
+        else:
+            module, rest = parts[1], ".".join(parts[2:])
+            out[f"decode_head.{head_names[module]}.{rest}"] = tensor
+    return out
+
+
+# --- this project's format ------------------------------------------------------------
+def test_save_pretrained_round_trip_is_bit_exact(tmp_path):
+    model = tiny_model(name="tiny")
+    model.save_pretrained(tmp_path)
+    loaded = sl.load_model(tmp_path)
+    assert loaded.config == model.config
+    assert not loaded.training
+    assert_same_state(model, loaded)
+    assert torch.equal(logits(model), logits(loaded))
+    assert torch.equal(logits(SegmentationModel.from_pretrained(tmp_path)), logits(model))
+
+
+def test_registered_model_round_trip(tmp_path):
+    model = randomised(sl.create_model("segformer_b0", num_classes=3)).eval()
+    model.save_pretrained(tmp_path)
+    loaded = sl.load_model(tmp_path)
+    assert loaded.config == model.config and loaded.config.name == "segformer_b0"
+    assert_same_state(model, loaded)
+
+
+# --- key spellings --------------------------------------------------------------------
+def hf_legacy(state):
+    return to_hf_state_dict(state)
+
+
+def linear_projections(state):
+    renamed = {k.replace("decode_head.linear_c.", "decode_head.linear_projections."): v for k, v in state.items()}
+    return to_hf_state_dict(renamed)
+
+
+def ddp_wrapped(state):
+    return {"module." + k: v for k, v in state.items()}
+
+
+@pytest.mark.parametrize(
+    "spelling, expected_format",
+    [
+        (hf_legacy, "huggingface"),
+        (linear_projections, "huggingface"),
+        (ddp_wrapped, "segformer_lab"),
+        (to_nvlabs, "nvlabs"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_key_spellings_load_exactly(tmp_path, spelling, expected_format, suffix):
+    source = tiny_model()
+    state = {k: v.contiguous() for k, v in spelling(source.state_dict()).items()}
+    path = tmp_path / f"weights{suffix}"
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+
+    target = SegmentationModel(tiny_config())
+    report = load_weights(target, path)
+    assert isinstance(report, LoadReport)
+    assert report.format == expected_format
+    assert report.missing == report.unused == report.reinitialised == []
+    assert_same_state(source, target)
+
+
+def test_transformers5_internal_names(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    source = tiny_model()
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    save_file(to_hf_state_dict(source.state_dict()), str(hf_dir / "model.safetensors"))
+    transformers.SegformerConfig(**to_hf_config(source.config)).save_pretrained(hf_dir)
+    hf = transformers.SegformerForSemanticSegmentation.from_pretrained(hf_dir)
+    internal = hf.state_dict()  # transformers 5's in-memory names: segformer.stages.N.blocks.M.attention.q_proj ...
+    assert any(".stages.0.blocks.0.attention.q_proj." in k for k in internal)
+    torch.save(internal, tmp_path / "internal.bin")
+
+    target = SegmentationModel(tiny_config())
+    report = load_weights(target, tmp_path / "internal.bin")
+    assert report.format == "transformers5"
+    assert report.missing == report.unused == []
+    assert_same_state(source, target)
+
+
+def test_hf_directory_with_pytorch_model_bin(tmp_path):
+    source = tiny_model()
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "segformer", **to_hf_config(source.config)}))
+    torch.save(to_hf_state_dict(source.state_dict()), tmp_path / "pytorch_model.bin")
+    loaded = sl.load_model(tmp_path)
+    assert loaded.config.stages == source.config.stages
+    assert loaded.config.num_classes == 5
+    assert torch.equal(logits(loaded), logits(source))
+
+
+# --- encoder-only checkpoints ---------------------------------------------------------
+def test_hf_classification_checkpoint_gets_fresh_decode_head(tmp_path, caplog):
+    transformers = pytest.importorskip("transformers")
+    config = tiny_config()
+    hf_config = transformers.SegformerConfig(**{**to_hf_config(config), "num_labels": 10})
+    transformers.SegformerForImageClassification(hf_config).save_pretrained(tmp_path)
+    saved = load_file(str(tmp_path / "model.safetensors"))
+
+    with caplog.at_level(logging.WARNING, logger="segformer_lab"):
+        model = sl.load_model(tmp_path)
+    assert model.config.num_classes == 150
+    assert model.config.stages == config.stages
+    assert "150 classes" in caplog.text and "decode head is freshly initialised" in caplog.text
+    for key, value in model.state_dict().items():
+        if key.startswith("encoder."):
+            assert torch.equal(value, saved["segformer." + key]), key
+
+    target = SegmentationModel(tiny_config(num_classes=150))
+    report = load_weights(target, tmp_path)
+    assert report.missing == [k for k in target.state_dict() if k.startswith("decode_head.")]
+    assert report.unused == ["classifier.bias", "classifier.weight"]
+    assert any("freshly initialised" in n for n in report.notes)
+
+
+def test_nvlabs_imagenet_encoder_builds_registered_variant(tmp_path):
+    source = randomised(sl.create_model("segformer_b0"))
+    encoder = {k: v for k, v in source.state_dict().items() if k.startswith("encoder.")}
+    state = to_nvlabs(encoder, prefix="")  # NVlabs' mit_b0.pth: bare keys plus an ImageNet head
+    state.update({"head.weight": torch.randn(1000, 256), "head.bias": torch.randn(1000)})
+    torch.save(state, tmp_path / "mit_b0.pth")
+
+    model = sl.load_model(tmp_path / "mit_b0.pth")
+    assert model.config.name == "segformer_b0"
+    assert model.config.decoder.width == 256 and model.config.num_classes == 150
+    assert_same_state(source, model, skip="decode_head.")
+
+
+# --- NVlabs / mmseg -------------------------------------------------------------------
+def test_mmseg_checkpoint_loads_with_identical_outputs(tmp_path):
+    source = tiny_model()
+    state = to_nvlabs(source.state_dict())
+    state["decode_head.conv_seg.weight"] = torch.randn(5, 32, 1, 1)
+    state["decode_head.conv_seg.bias"] = torch.randn(5)
+    state["auxiliary_head.conv_seg.weight"] = torch.randn(5, 8, 1, 1)
+    checkpoint = {
+        "meta": {"CLASSES": ("a", "b", "c", "d", "e"), "iter": 160000, "config": "model = dict(...)"},
+        "state_dict": state,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 6e-5}]},
+    }
+    torch.save(checkpoint, tmp_path / "iter_160000.pth")
+
+    model = sl.load_model(tmp_path / "iter_160000.pth")
+    assert model.config.stages == source.config.stages
+    assert model.config.decoder.width == 32 and model.config.num_classes == 5
+    assert torch.equal(logits(model), logits(source))
+
+    report = load_weights(SegmentationModel(tiny_config()), tmp_path / "iter_160000.pth")
+    assert report.format == "nvlabs"
+    assert sorted(report.unused) == [
+        "auxiliary_head.conv_seg.weight",
+        "decode_head.conv_seg.bias",
+        "decode_head.conv_seg.weight",
+    ]
+    assert any("meta" in n and "optimizer" in n for n in report.notes)
+
+
+def test_bare_file_config_inference(tmp_path):
+    stages = [
+        sl.StageConfig(width=16, depth=2, num_heads=1, sr_ratio=4, patch_size=7, stride=4, mlp_ratio=2.0),
+        sl.StageConfig(width=32, depth=1, num_heads=2, sr_ratio=2, patch_size=3, stride=2, mlp_ratio=3.0),
+        sl.StageConfig(width=40, depth=3, num_heads=5, sr_ratio=1, patch_size=3, stride=2, mlp_ratio=4.0),
+    ]
+    config = sl.ModelConfig(stages=stages, decoder=sl.DecoderConfig(width=24), num_classes=7, in_channels=4)
+    source = randomised(SegmentationModel(config)).eval()
+    save_file(source.state_dict(), str(tmp_path / "ours.safetensors"))
+    torch.save(to_hf_state_dict(source.state_dict()), tmp_path / "hf.bin")
+    for name in ("ours.safetensors", "hf.bin"):
+        model = sl.load_model(tmp_path / name)
+        assert model.config.stages == config.stages, name
+        assert (model.config.decoder.width, model.config.num_classes, model.config.in_channels) == (24, 7, 4)
+        assert torch.equal(logits(model), logits(source)), name
+
+
+def test_registry_pretrained_accepts_any_format(tmp_path):
+    source = tiny_model()
+    torch.save({"state_dict": to_nvlabs(source.state_dict())}, tmp_path / "nv.pth")
+    model = sl.create_model(config=tiny_config(), pretrained=tmp_path / "nv.pth")
+    assert_same_state(source, model)
+
+
+# --- refusals -------------------------------------------------------------------------
+class Payload:
+    """Unpickling this object calls ``os.mkdir(marker)``: a stand-in for arbitrary code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_pickle_needing_code_execution_is_refused(tmp_path):
+    proof = tmp_path / "proof"
+    pickle.loads(pickle.dumps(Payload(proof)))  # the payload is real: plain unpickling runs it
+    assert proof.exists()
+
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pth"
+    torch.save({"encoder.layer_norm.0.weight": torch.ones(16), "payload": Payload(marker)}, path)
+    for load in (sl.load_model, lambda p: load_weights(SegmentationModel(tiny_config()), p)):
+        with pytest.raises(sl.CheckpointError, match="unsafe unpickling") as info:
+            load(path)
+        assert str(path) in str(info.value)
+    assert not marker.exists()
+
+
+def test_other_architecture_names_keys_and_shapes(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    wider = SegmentationModel(tiny_config(stages=mit_stages((32, 32, 40, 64), (1, 2, 1, 1))))
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    with pytest.raises(sl.CheckpointError) as info:
+        load_weights(wider, tmp_path)
+    message = str(info.value)
+    assert "another architecture" in message and str(tmp_path) in message
+    assert (
+        "encoder.patch_embeddings.0.proj.weight has shape (16, 3, 7, 7) in the checkpoint "
+        "but (32, 3, 7, 7) in the model"
+        in message
+    )
+    assert all(torch.equal(v, before[k]) for k, v in wider.state_dict().items())  # untouched
+
+    deeper = SegmentationModel(tiny_config(stages=mit_stages((16, 32, 40, 64), (1, 3, 1, 1))))
+    with pytest.raises(sl.CheckpointError, match=r"missing from the checkpoint: encoder\.block\.1\.2\."):
+        load_weights(deeper, tmp_path)
+    shallower = SegmentationModel(tiny_config(stages=mit_stages((16, 32, 40, 64), (1, 1, 1, 1))))
+    with pytest.raises(sl.CheckpointError, match=r"not in the model: encoder\.block\.1\.1\."):
+        load_weights(shallower, tmp_path)
+
+
+def test_class_count_mismatch(tmp_path):
+    source = tiny_model()
+    source.save_pretrained(tmp_path)
+    with pytest.raises(sl.CheckpointError, match=r"5 classes but the model has 7.*reset_classifier=True"):
+        load_weights(SegmentationModel(tiny_config(num_classes=7)), tmp_path)
+
+    target = SegmentationModel(tiny_config(num_classes=7))
+    fresh_classifier = target.decode_head.classifier.weight.clone()
+    report = load_weights(target, tmp_path, reset_classifier=True)
+    assert report.reinitialised == ["decode_head.classifier.weight", "decode_head.classifier.bias"]
+    assert torch.equal(target.decode_head.classifier.weight, fresh_classifier)
+    assert_same_state(source.encoder, target.encoder)
+
+    model = sl.create_model(config=tiny_config(), num_classes=7, pretrained=tmp_path, reset_classifier=True)
+    assert model.decode_head.classifier.out_channels == 7
+    assert torch.equal(model.decode_head.linear_fuse.weight, source.decode_head.linear_fuse.weight)
+
+
+def test_optional_keys_declared_by_the_model(tmp_path):
+    class Extra(nn.Module):
+        optional_checkpoint_keys = ("scale",)
+
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+
+    tiny_model().save_pretrained(tmp_path)
+    model = SegmentationModel(tiny_config())
+    model.encoder.extra = Extra()
+    report = load_weights(model, tmp_path)
+    assert report.missing == ["encoder.extra.scale"]
+
+    Extra.optional_checkpoint_keys = ()
+    with pytest.raises(sl.CheckpointError, match=r"missing from the checkpoint: encoder\.extra\.scale"):
+        load_weights(model, tmp_path)
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    source = tiny_model()
+    save_file(source.state_dict(), str(tmp_path / "good.safetensors"))
+    torch.save(source.state_dict(), tmp_path / "good.pth")
+    for name in ("good.safetensors", "good.pth"):
+        data = (tmp_path / name).read_bytes()
+        broken = tmp_path / f"truncated_{name}"
+        broken.write_bytes(data[: len(data) // 2])
+        with pytest.raises(sl.CheckpointError, match="truncated or corrupt") as info:
+            sl.load_model(broken)
+        assert str(broken) in str(info.value)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(sl.CheckpointError, match="garbage.pt"):
+        sl.load_model(garbage)
+
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        sl.load_model(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(sl.CheckpointError, match=f"{empty}.*holds no weights"):
+        sl.load_model(empty)
+    (tmp_path / "weights.txt").write_text("hello")
+    with pytest.raises(sl.CheckpointError, match="unsupported weights file type"):
+        sl.load_model(tmp_path / "weights.txt")
