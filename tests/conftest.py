@@ -6,3 +6,42 @@ import torch
 def _seed():
     """Every test starts from the same random state."""
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def shallow():
+    """``shallow(config)``: the same architecture with one block per stage (two where a
+    stage has deformable blocks, the second one deformable): every component type is
+    still present, slow checks (export) stay fast."""
+
+    def make(config):
+        return config.with_stages(
+            depth=[2 if s.deformable_blocks else 1 for s in config.stages],
+            deformable_blocks=[(1,) if s.deformable_blocks else () for s in config.stages],
+        )
+
+    return make
+
+
+@pytest.fixture
+def onnx_matches(tmp_path):
+    """``check(model)``: export with dynamic batch/height/width at 64x96, run the file in
+    onnxruntime at 97x130 and compare with eager PyTorch (max abs 1e-4)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+
+    def check(model: torch.nn.Module, run_size=(97, 130)) -> None:
+        model = model.eval()
+        dims = {0: torch.export.Dim("batch", max=64), 2: torch.export.Dim("height", min=64, max=4096),
+                3: torch.export.Dim("width", min=64, max=4096)}
+        program = torch.onnx.export(model, (torch.randn(2, 3, 64, 96),), dynamic_shapes={"pixel_values": dims},
+                                    dynamo=True, verbose=False)
+        path = tmp_path / "model.onnx"
+        program.save(str(path))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = torch.randn(1, 3, *run_size)
+        (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(out), model(x), atol=1e-4, rtol=1e-4)
+
+    return check

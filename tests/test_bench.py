@@ -76,3 +76,15 @@ def test_cli_without_transformers(capsys, monkeypatch):
     argv = ["bench", "segformer_b0", "--size", "64", "64", "--repeats", "1", "--compare-hf"]
     assert main(argv) == 2
     assert "pip install 'segformer-lab[test]'" in capsys.readouterr().err
+
+
+def test_models_compared_in_turns(capsys):
+    argv = ["bench", "segformer_b0", "segformer_b0_rope_*", "--size", "64", "64", "--warmup", "0", "--repeats", "2",
+            "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    names = [r["model"] for r in result["models"]]
+    assert names == ["segformer_b0", "segformer_b0_rope_axial", "segformer_b0_rope_mixed"]
+    assert result["models"][0]["relative"] == 1.0
+    for r in result["models"]:
+        assert r["relative"] == pytest.approx(r["median_ms"] / result["models"][0]["median_ms"])

@@ -264,20 +264,44 @@ def test_no_weight_decay_lists_mixed_frequencies():
 
 
 @pytest.mark.parametrize("kind", ["axial", "mixed"])
-def test_rope_model_exports_to_onnx_and_runs_at_another_size(kind, tmp_path):
+def test_rope_model_exports_to_onnx_and_runs_at_another_size(kind, onnx_matches, shallow):
     """Exported at 64x96 with dynamic axes, onnxruntime runs it at 97x130."""
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    config = sl.get_config(f"segformer_b0_rope_{kind}", num_classes=4)
-    config = config.replace(stages=[dict(s.__dict__, depth=1) for s in config.stages])
-    model = sl.create_model(config=config).eval()
-    dims = {0: torch.export.Dim("batch", max=64), 2: torch.export.Dim("height", min=64, max=4096),
-            3: torch.export.Dim("width", min=64, max=4096)}
-    program = torch.onnx.export(model, (torch.randn(2, 3, 64, 96),), dynamic_shapes={"pixel_values": dims},
-                                dynamo=True, verbose=False)
-    program.save(str(tmp_path / "model.onnx"))
-    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    x = torch.randn(1, 3, 97, 130)
-    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    onnx_matches(sl.create_model(config=shallow(sl.get_config(f"segformer_b0_rope_{kind}", num_classes=4))))
+
+
+def test_plain_segformer_checkpoint_initialises_mixed_rope(tmp_path, caplog):
+    """Only the mixed frequencies are missing; they keep their initialisation, and the
+    loader says so."""
+    plain = sl.create_model("segformer_b0")
+    plain.save_pretrained(tmp_path)
+    torch.manual_seed(3)
+    fresh = sl.create_model("segformer_b0_rope_mixed")
+    torch.manual_seed(3)
+    with caplog.at_level("INFO"):
+        model = sl.create_model("segformer_b0_rope_mixed", pretrained=tmp_path)
+    state, fresh_state, plain_state = model.state_dict(), fresh.state_dict(), plain.state_dict()
+    freqs = [k for k in state if k.endswith("rope.freqs")]
+    assert len(freqs) == 8 and "optional" in caplog.text
+    for key in state:
+        expected = fresh_state[key] if key in freqs else plain_state[key]
+        assert torch.equal(state[key], expected), key
+
+
+def test_seed_style_complex_baseline_of_the_benchmark_matches(shallow):
+    """benchmarks/rope_complex.py times a complex-number rotation against ours: it must
+    compute the same logits (pooled keys), or the comparison would mean nothing."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "rope_complex.py"
+    spec = importlib.util.spec_from_file_location("rope_complex", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = shallow(sl.get_config("segformer_b0_rope_mixed", num_classes=4, rope={"key_positions": "pooled"}))
+    real = sl.create_model(config=config).eval()
+    complex_ = sl.create_model(config=config).eval()
+    complex_.load_state_dict(real.state_dict())
+    module.with_complex_rope(complex_)
+    x = torch.randn(1, 3, 70, 90)
     with torch.no_grad():
-        torch.testing.assert_close(torch.from_numpy(out), model(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(complex_(x), real(x), atol=1e-5, rtol=1e-5)

@@ -12,6 +12,7 @@ from .models import (
     list_models,
     load_model,
     load_weights,
+    mit_stages,
     register_model,
 )
 
@@ -30,5 +31,10 @@ __all__ = [
     "list_models",
     "load_model",
     "load_weights",
+    "mit_stages",
     "register_model",
 ]
+
+from .inference_api import Segmenter  # noqa: E402  (after the models it builds on)
+
+__all__ += ["Segmenter"]

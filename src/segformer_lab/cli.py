@@ -17,6 +17,11 @@ COMMANDS = {
     "models": "catalog",
     "profile": "profile",
     "bench": "bench",
+    "train": "train",
+    "eval": "evaluate",
+    "data": "data",
+    "export": "export",
+    "predict": "predict",
 }
 
 

@@ -164,7 +164,12 @@ class AxialRoPE(RotaryEmbedding2d):
 
 class MixedRoPE(RotaryEmbedding2d):
     """Mixed 2-D RoPE: learnable per-head frequencies ``freqs[2, heads, d/2]``,
-    angle ``t_x f_x + t_y f_y``. Exclude ``freqs`` from weight decay."""
+    angle ``t_x f_x + t_y f_y``. Exclude ``freqs`` from weight decay.
+
+    A checkpoint of the same model without RoPE may lack ``freqs``: they then keep their
+    initialisation (``optional_checkpoint_keys``, read by the checkpoint loader)."""
+
+    optional_checkpoint_keys = ("freqs",)
 
     def __init__(self, head_dim: int, num_heads: int, theta: float = 10.0, **kwargs) -> None:
         super().__init__(head_dim, **kwargs)

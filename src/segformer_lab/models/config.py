@@ -13,18 +13,55 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-DECODER_TYPES = ("all_mlp",)
+DECODER_TYPES = ("all_mlp", "weighted_sum")
+DECODER_ACTIVATIONS = ("relu", "relu6")
 POS_ENCODINGS = ("none", "axial", "mixed")
 KEY_POSITIONS = ("centre", "pooled")
+MIXERS = ("efficient", "pooled", "pooling", "xca", "separable", "deformable", "irmb")
+# Mixers whose keys sit on a spatial grid, where rotary embeddings apply.
+GRID_KEY_MIXERS = ("efficient", "pooled")
+KV_POOLINGS = ("adaptive", "average")
+FFNS = ("mix_ffn", "mix_cfn")
+NORMS = ("layer", "batch", "group")
+NORM_PLACEMENTS = ("pre", "post")
+ACTIVATIONS = ("gelu", "relu", "relu6")
+PATCH_EMBEDS = ("overlap", "pooling")
 
 
 class ConfigError(ValueError):
     """A configuration that cannot describe a valid model."""
 
 
+def check_choice(where: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}: {name} {value!r} is unknown; choose one of {choices}")
+
+
 @dataclass(frozen=True)
 class StageConfig:
-    """One encoder stage: a patch embedding followed by ``depth`` transformer blocks."""
+    """One encoder stage: a patch embedding followed by ``depth`` blocks.
+
+    The defaults are SegFormer's (MiT) stage; every other field selects a component of
+    the BoostFormer ablation study (docs/models.md):
+
+    - ``mixer``: the token mixer of every block: ``efficient`` (attention with strided-conv
+      reduction by ``sr_ratio``), ``pooled`` (keys/values pooled to ``kv_grid`` x ``kv_grid``
+      with ``kv_pooling="adaptive"``, or by ``sr_ratio`` with ``"average"``), ``pooling``
+      (PoolFormer), ``xca``, ``separable`` (reduced by ``sr_ratio``), ``deformable``,
+      ``irmb`` (values expanded by ``mixer_expansion``). ``deformable_blocks`` lists blocks
+      of the stage whose mixer is deformable attention instead.
+    - ``output_projection``: the attention output projection (BoostFormer removes it).
+    - ``ffn``: ``mix_ffn`` (SegFormer) or ``mix_cfn`` (BoostFormer; inner norm ``ffn_norm``).
+    - ``norm`` (``layer``, ``batch``, ``group``) and ``norm_placement``: ``pre`` (before mixer
+      and FFN) or ``post`` (no norm before the mixer, one before the FFN, one after the block).
+    - ``layer_scale``: initial per-channel gain on both residual branches (None: none).
+    - ``patch_embed``: ``overlap`` (strided conv) or ``pooling``; ``final_norm``: LayerNorm at
+      the stage output; ``local_connection``: extra residuals from each block's input and
+      from the patch embedding to the stage output.
+    - ``pos_encoding``: rotary embedding in the attention (``none``, ``axial``, ``mixed``).
+    - ``fold``: in eval mode, fold BatchNorms into the layers before them (Mix-CFN); the
+      same function, faster. ``False`` runs the published layers literally.
+    """
 
     width: int
     depth: int
@@ -33,23 +70,67 @@ class StageConfig:
     patch_size: int = 3
     stride: int = 2
     mlp_ratio: float = 4.0
-    pos_encoding: str = "none"  # rotary embedding in this stage's attention: none, axial, mixed
+    pos_encoding: str = "none"
+    mixer: str = "efficient"
+    kv_pooling: str = "adaptive"
+    kv_grid: int = 7
+    mixer_expansion: float = 4.0
+    deformable_blocks: tuple[int, ...] = ()
+    output_projection: bool = True
+    ffn: str = "mix_ffn"
+    ffn_norm: str = "batch"
+    act: str = "gelu"
+    norm: str = "layer"
+    norm_placement: str = "pre"
+    layer_scale: float | None = None
+    patch_embed: str = "overlap"
+    final_norm: bool = True
+    local_connection: bool = False
+    fold: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deformable_blocks", tuple(self.deformable_blocks))
+
+    def mixer_of_block(self, index: int) -> str:
+        return "deformable" if index in self.deformable_blocks else self.mixer
 
     def validate(self, index: int) -> None:
         where = f"stage {index}"
-        for name in ("width", "depth", "num_heads", "sr_ratio", "patch_size", "stride"):
+        for name in ("width", "depth", "num_heads", "sr_ratio", "patch_size", "stride", "kv_grid"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
         if self.width % self.num_heads:
             raise ConfigError(f"{where}: width {self.width} is not divisible by num_heads {self.num_heads}")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"{where}: mlp_ratio must be > 0, got {self.mlp_ratio}")
-        if self.pos_encoding not in POS_ENCODINGS:
-            raise ConfigError(f"{where}: pos_encoding {self.pos_encoding!r} is unknown; choose one of {POS_ENCODINGS}")
-        if self.pos_encoding != "none" and (self.width // self.num_heads) % 4:
+        for name in ("mlp_ratio", "mixer_expansion"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{where}: {name} must be > 0, got {getattr(self, name)}")
+        for name, choices in (
+            ("mixer", MIXERS), ("kv_pooling", KV_POOLINGS), ("ffn", FFNS), ("ffn_norm", NORMS[1:]),
+            ("act", ACTIVATIONS), ("norm", NORMS), ("norm_placement", NORM_PLACEMENTS),
+            ("patch_embed", PATCH_EMBEDS), ("pos_encoding", POS_ENCODINGS),
+        ):  # fmt: skip
+            check_choice(where, name, getattr(self, name), choices)
+        if self.layer_scale is not None and self.layer_scale <= 0:
+            raise ConfigError(f"{where}: layer_scale must be > 0 or None, got {self.layer_scale}")
+        outside = [i for i in self.deformable_blocks if not 0 <= i < self.depth]
+        if outside:
+            raise ConfigError(f"{where}: deformable_blocks {outside} are not blocks of a stage of depth {self.depth}")
+        if self.mixer == "irmb" and int(self.width * self.mixer_expansion) % self.num_heads:
             raise ConfigError(
-                f"{where}: 2-D RoPE needs a head dimension divisible by 4, got {self.width // self.num_heads}"
+                f"{where}: iRMB values of width {int(self.width * self.mixer_expansion)} "
+                f"(width x mixer_expansion) do not split into {self.num_heads} heads"
             )
+        if self.pos_encoding != "none":
+            mixers = sorted({self.mixer_of_block(i) for i in range(self.depth)} - set(GRID_KEY_MIXERS))
+            if mixers:
+                raise ConfigError(
+                    f"{where}: rotary position embeddings ({self.pos_encoding}) need attention whose keys sit on "
+                    f"a spatial grid ({', '.join(GRID_KEY_MIXERS)}); {', '.join(mixers)} has none"
+                )
+            if (self.width // self.num_heads) % 4:
+                raise ConfigError(
+                    f"{where}: 2-D RoPE needs a head dimension divisible by 4, got {self.width // self.num_heads}"
+                )
 
 
 @dataclass(frozen=True)
@@ -83,18 +164,25 @@ class RopeConfig:
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """The decode head. ``fold`` runs the all-MLP head with ``linear_fuse`` folded into the
-    per-stage projections (same function, a fraction of the cost); ``fold=False`` runs the
-    published computation literally, for reference and profiling."""
+    """The decode head: ``all_mlp`` (SegFormer: concatenate, then ``linear_fuse``) or
+    ``weighted_sum`` (BoostFormer: a learnable scalar per stage, summed).
+
+    ``fold`` runs either head with its fusion folded into the per-stage projections
+    (same function, a fraction of the cost); ``fold=False`` runs the published
+    computation literally, for reference and profiling. ``resizer`` replaces the
+    bilinear upsampling of the stage maps by learnable resizers (ablation; no folding).
+    """
 
     type: str = "all_mlp"
     width: int = 256
     dropout: float = 0.1
     fold: bool = True
+    act: str = "relu"
+    resizer: bool = False
 
     def validate(self) -> None:
-        if self.type not in DECODER_TYPES:
-            raise ConfigError(f"decoder type {self.type!r} is unknown; choose one of {DECODER_TYPES}")
+        check_choice("decoder", "type", self.type, DECODER_TYPES)
+        check_choice("decoder", "act", self.act, DECODER_ACTIVATIONS)
         if self.width < 1:
             raise ConfigError(f"decoder width must be >= 1, got {self.width}")
         if not 0.0 <= self.dropout < 1.0:
@@ -111,12 +199,15 @@ class ModelConfig:
     num_classes: int = 150
     in_channels: int = 3
     drop_path_rate: float = 0.1
+    input_resizer: tuple[int, int] | None = None  # learnable resizer of the input to (H, W)
     name: str = "custom"
 
     def __post_init__(self) -> None:
         # Accept lists/dicts (as read from JSON) and normalise them to the typed form.
         stages = tuple(s if isinstance(s, StageConfig) else StageConfig(**s) for s in self.stages)
         object.__setattr__(self, "stages", stages)
+        if self.input_resizer is not None:
+            object.__setattr__(self, "input_resizer", tuple(self.input_resizer))
         if isinstance(self.decoder, dict):
             object.__setattr__(self, "decoder", DecoderConfig(**self.decoder))
         if isinstance(self.rope, dict):
@@ -136,6 +227,8 @@ class ModelConfig:
             raise ConfigError(f"in_channels must be >= 1, got {self.in_channels}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if self.input_resizer is not None and (len(self.input_resizer) != 2 or min(self.input_resizer) < 32):
+            raise ConfigError(f"input_resizer must be None or (height, width) >= 32, got {self.input_resizer}")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -165,15 +258,34 @@ class ModelConfig:
                 changes[name] = dataclasses.replace(getattr(self, name), **changes[name])
         return dataclasses.replace(self, **changes)
 
+    def with_stages(self, **fields: Any) -> ModelConfig:
+        """A copy with stage fields changed: a list gives one value per stage, anything
+        else applies to every stage (``with_stages(mixer="xca")``,
+        ``with_stages(ffn=["mix_cfn"] * 4)``)."""
+        n = len(self.stages)
+        for name, value in fields.items():
+            if isinstance(value, list) and len(value) != n:
+                raise ConfigError(f"{name}: {len(value)} values for {n} stages")
+        per_stage = [
+            {name: value[i] if isinstance(value, list) else value for name, value in fields.items()} for i in range(n)
+        ]
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(StageConfig)})
+        if unknown:
+            raise ConfigError(f"unknown stage field(s) {unknown}")
+        return self.replace(stages=[dataclasses.replace(s, **c) for s, c in zip(self.stages, per_stage)])
+
+    def published(self) -> ModelConfig:
+        """The same model with every folding off: the published computation, literally
+        (for reference checks and the profiler's published-architecture count)."""
+        return self.with_stages(fold=False).replace(decoder={"fold": False})
+
     def with_pos_encoding(self, kind: str) -> ModelConfig:
         """The same model with ``kind`` position encoding in every stage."""
-        return self.replace(stages=[dataclasses.replace(s, pos_encoding=kind) for s in self.stages])
+        return self.with_stages(pos_encoding=kind)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if d["rope"]["reference_size"] is not None:
-            d["rope"]["reference_size"] = list(d["rope"]["reference_size"])
-        return d
+        """Plain JSON types: tuples become lists."""
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -193,6 +305,9 @@ class ModelConfig:
 
 def mit_stages(widths, depths, heads=(1, 2, 5, 8), sr_ratios=(8, 4, 2, 1)) -> tuple[StageConfig, ...]:
     """The four Mix Transformer stages: patch 7 stride 4, then patch 3 stride 2."""
+    lengths = {"widths": len(widths), "depths": len(depths), "heads": len(heads), "sr_ratios": len(sr_ratios)}
+    if len(set(lengths.values())) > 1:
+        raise ConfigError("per-stage settings of different lengths: " + ", ".join(f"{n} {k}" for k, n in lengths.items()))
     return tuple(
         StageConfig(width=w, depth=d, num_heads=h, sr_ratio=r, patch_size=7 if i == 0 else 3, stride=4 if i == 0 else 2)
         for i, (w, d, h, r) in enumerate(zip(widths, depths, heads, sr_ratios))

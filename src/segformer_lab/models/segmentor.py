@@ -9,9 +9,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..layers import RotaryEmbedding2d
+from torch.nn import functional as F
+
+from ..layers import LearnableResizer, RotaryEmbedding2d
 from .config import ModelConfig
-from .encoder import MixTransformerEncoder
+from .encoder import HierarchicalEncoder
 from .heads import build_head
 
 CONFIG_NAME = "config.json"
@@ -24,6 +26,8 @@ class SegmentationModel(nn.Module):
 
     Logits stay at stride 4: upsampling to the label or image size is the caller's one
     resize (the engine, ``predict``). ``model.encoder`` alone returns the stage maps.
+    With ``config.input_resizer`` a learnable resizer first brings every image to that
+    size, and the logits are resized back to the stride-4 grid of the input.
     """
 
     min_size = 32
@@ -31,9 +35,16 @@ class SegmentationModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = MixTransformerEncoder(config)
+        self.input_resizer = LearnableResizer(config.in_channels) if config.input_resizer else None
+        self.encoder = HierarchicalEncoder(config)
         self.decode_head = build_head(config.widths, config.decoder, config.num_classes)
         self.apply(init_weights)
+        # mmseg's decode heads start the classifier at N(0, 0.01): near-uniform initial
+        # predictions (the He init of a K-channel 1x1 conv gives logits of scale ~10).
+        nn.init.normal_(self.decode_head.classifier.weight, std=0.01)
+        for module in self.modules():  # layers that must start as an identity map
+            if hasattr(module, "reset_to_identity"):
+                module.reset_to_identity()
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.in_channels:
@@ -44,7 +55,13 @@ class SegmentationModel(nn.Module):
             raise ValueError(
                 f"input {tuple(pixel_values.shape[-2:])} is too small: height and width must be >= {self.min_size}"
             )
-        return self.decode_head(self.encoder(pixel_values))
+        if self.input_resizer is None:
+            return self.decode_head(self.encoder(pixel_values))
+        logits = self.decode_head(self.encoder(self.input_resizer(pixel_values, self.config.input_resizer)))
+        h, w = pixel_values.shape[-2:]
+        stride = self.config.output_stride
+        size = ((h + stride - 1) // stride, (w + stride - 1) // stride)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that should not be weight-decayed: biases, norm weights and
@@ -56,8 +73,12 @@ class SegmentationModel(nn.Module):
                 names |= {f"{prefix}.{n}" for n, _ in module.named_parameters()}
         return names
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``, atomically."""
+    def save_pretrained(
+        self, directory: str | os.PathLike, model_card: bool = False, model_card_kwargs: dict | None = None
+    ) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``, atomically;
+        with ``model_card`` also a ``README.md`` model card (kept if one exists;
+        ``model_card_kwargs`` go to ``models.hub.model_card``: profile, metrics, dataset ...)."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
@@ -66,7 +87,18 @@ class SegmentationModel(nn.Module):
         atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
         config = {"format": FORMAT_TAG, **self.config.to_dict()}
         atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2)))
+        if model_card:
+            from .hub import write_model_card
+
+            write_model_card(self, directory, **(model_card_kwargs or {}))
         return directory
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload ``config.json``, ``model.safetensors`` and a model card to the Hugging Face
+        Hub (needs huggingface_hub and the network); see ``models.hub.push_to_hub``."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> SegmentationModel:

@@ -1,9 +1,12 @@
-"""``segformer-lab bench``: CPU inference latency, optionally side by side with transformers.
+"""``segformer-lab bench``: CPU inference latency, side by side with other models or
+with transformers.
 
-Latency on a shared machine drifts from run to run, so a comparison with transformers'
-``SegformerForSemanticSegmentation`` runs the two models in turns within one loop
-(ours, theirs, ours, theirs, ...): drift hits both alike and their ratio stays
-meaningful even when the absolute medians move.
+Latency on a shared machine drifts from run to run, so every comparison runs the models
+in turns within one loop (a, b, a, b, ...): drift hits all alike and their ratios stay
+meaningful even when the absolute medians move. That holds for several registered
+models (``bench segformer_b0 segformer_b0_rope_axial``) and for transformers'
+``SegformerForSemanticSegmentation`` with the same weights (``--compare-hf``), and for
+the same model exported to ONNX and run by onnxruntime on the CPU (``--onnx``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch import nn
 
 from ..models import SegmentationModel, create_model
 from ..models.checkpoint import to_hf_config, to_hf_state_dict
+from .profile import resolve_models
 
 DEFAULT_WARMUP = 2
 DEFAULT_REPEATS = 10
@@ -35,12 +39,16 @@ def benchmark(
     warmup: int = DEFAULT_WARMUP,
     repeats: int = DEFAULT_REPEATS,
     compare_hf: bool = False,
+    onnx: bool = False,
 ) -> dict:
     """Median latency and throughput of ``model(random batch)`` in eval/inference mode.
 
     With ``compare_hf`` the same weights also run in transformers (a test extra) and the
     result adds its latency, the speed-up (theirs / ours) and the largest absolute logit
-    difference. A model built here from a name gets random BatchNorm statistics first;
+    difference. With ``onnx`` the model is exported to ONNX (opset 18, static shape of the
+    timed input, float32) and onnxruntime (CPU, as many threads as torch) runs it in the
+    same turns; the result adds its latency, ``onnx_speedup`` (PyTorch / onnxruntime) and
+    ``onnx_max_abs_diff``. A model built here from a name gets random BatchNorm statistics first;
     a model passed in keeps its weights (it is switched to eval mode). ``threads`` applies
     for this call only.
     """
@@ -48,7 +56,7 @@ def benchmark(
         raise ValueError(f"need batch >= 1, repeats >= 1, warmup >= 0; got {batch}, {repeats}, {warmup}")
     if isinstance(model_or_name, str):
         model = create_model(model_or_name)
-        if compare_hf:
+        if compare_hf or onnx:
             randomise_batch_norms(model)
     else:
         model = model_or_name
@@ -63,7 +71,10 @@ def benchmark(
         if compare_hf:
             twin = transformers_twin(model)
             runners["transformers"] = lambda x: twin(pixel_values=x).logits
-        times, outputs = time_in_turns(runners, pixel_values, warmup, repeats)
+        with tempfile.TemporaryDirectory() as directory:
+            if onnx:
+                runners["onnxruntime"] = onnx_runner(model, shape, directory)
+            times, outputs = time_in_turns(runners, pixel_values, warmup, repeats)
         result = {
             "model": model.config.name,
             "input": list(shape),
@@ -81,7 +92,66 @@ def benchmark(
         result["transformers"] = {**summarise(times["transformers"], batch), "version": transformers.__version__}
         result["speedup"] = result["transformers"]["median_ms"] / result["ours"]["median_ms"]
         result["max_abs_diff"] = (outputs["ours"] - outputs["transformers"]).abs().max().item()
+    if onnx:
+        import onnxruntime
+
+        result["onnxruntime"] = {**summarise(times["onnxruntime"], batch), "version": onnxruntime.__version__}
+        result["onnx_speedup"] = result["ours"]["median_ms"] / result["onnxruntime"]["median_ms"]
+        result["onnx_max_abs_diff"] = (outputs["ours"] - outputs["onnxruntime"]).abs().max().item()
     return result
+
+
+def onnx_runner(
+    model: SegmentationModel, shape: tuple[int, ...], directory: str
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` exported to ``directory`` at the static input ``shape`` and loaded in an
+    onnxruntime CPU session with torch's thread count: a callable like the model."""
+    from .export import export_onnx, onnx_session, require_export_packages
+
+    require_export_packages()
+    path = os.path.join(directory, "model.onnx")
+    export_onnx(model, path, static_size=shape[2:], batch=shape[0], check=False)
+    session = onnx_session(path, threads=torch.get_num_threads())
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def compare_models(
+    names: list[str],
+    size: tuple[int, int] = (512, 512),
+    batch: int = 1,
+    threads: int | None = None,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+) -> dict:
+    """Median latency of several registered models timed in turns, each relative to the
+    first (``relative`` = its median / the first's)."""
+    if batch < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need batch >= 1, repeats >= 1, warmup >= 0; got {batch}, {repeats}, {warmup}")
+    models = {name: create_model(name).eval() for name in names}
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        shape = (batch, 3, *size)
+        pixel_values = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        times, _ = time_in_turns(models, pixel_values, warmup, repeats)
+        threads_used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {
+        "input": list(shape), "threads": threads_used, "warmup": warmup, "repeats": repeats,
+        "torch": torch.__version__, "models": relative_rows(times, batch),
+    }  # fmt: skip
+
+
+def relative_rows(times_ms: dict[str, list[float]], batch: int) -> list[dict]:
+    """One row per timed model (in order): median, throughput and median relative to the first."""
+    first = statistics.median(next(iter(times_ms.values())))
+    return [
+        {"model": name, **summarise(times, batch), "relative": statistics.median(times) / first}
+        for name, times in times_ms.items()
+    ]
 
 
 def time_in_turns(
@@ -164,7 +234,10 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
         description="Median latency and throughput of a model on random input (eval mode, inference_mode, "
         "CPU). With --compare-hf, transformers' SegFormer runs the same weights in turns with ours.",
     )
-    p.add_argument("model", metavar="MODEL", help="registered model name")
+    p.add_argument(
+        "models", nargs="+", metavar="MODEL",
+        help="registered model name; several names or shell patterns are timed in turns and compared with the first",
+    )  # fmt: skip
     p.add_argument(
         "--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"), help="input size (default: 512 512)"
     )
@@ -177,14 +250,23 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
         "--repeats", type=int, default=DEFAULT_REPEATS, metavar="N", help=f"timed rounds (default: {DEFAULT_REPEATS})"
     )
     p.add_argument("--compare-hf", action="store_true", help="also time transformers' SegFormer with the same weights")
+    p.add_argument("--onnx", action="store_true",
+                   help="also time the model exported to ONNX in onnxruntime (CPU), in turns with PyTorch eager")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    names = resolve_models(args.models)
+    if len(names) > 1:
+        if args.compare_hf or args.onnx:
+            raise ValueError("--compare-hf and --onnx take one model")
+        return print_comparison(compare_models(names, tuple(args.size), args.batch, args.threads, args.warmup,
+                                               args.repeats), args.json)  # fmt: skip
     try:
         result = benchmark(
-            args.model, tuple(args.size), args.batch, args.threads, args.warmup, args.repeats, args.compare_hf
+            names[0], tuple(args.size), args.batch, args.threads, args.warmup, args.repeats, args.compare_hf,
+            args.onnx,
         )
     except ModuleNotFoundError as err:
         print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
@@ -207,4 +289,28 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"  speed-up (transformers / segformer-lab): {result['speedup']:.2f}x")
         print(f"  max abs logit difference: {result['max_abs_diff']:.2e}")
+    if args.onnx:
+        ort = result["onnxruntime"]
+        print(
+            f"  onnxruntime    {ort['median_ms']:9.1f} ms  {ort['images_per_s']:8.2f} img/s"
+            f"  (onnxruntime {ort['version']}, CPU, opset 18, static shape)"
+        )
+        print(f"  speed-up (PyTorch eager / onnxruntime): {result['onnx_speedup']:.2f}x")
+        print(f"  max abs logit difference (onnxruntime): {result['onnx_max_abs_diff']:.2e}")
+    return 0
+
+
+def print_comparison(result: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    shape = "x".join(map(str, result["input"]))
+    print(
+        f"input {shape}, {result['threads']} threads, torch {result['torch']}: median of {result['repeats']} "
+        f"rounds after {result['warmup']} warm-up, models timed in turns"
+    )
+    width = max(len(r["model"]) for r in result["models"])
+    print(f"  {'model':<{width}} {'median ms':>10} {'img/s':>8} {'relative':>9}")
+    for r in result["models"]:
+        print(f"  {r['model']:<{width}} {r['median_ms']:>10.1f} {r['images_per_s']:>8.2f} {r['relative']:>8.3f}x")
     return 0

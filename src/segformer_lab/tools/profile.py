@@ -2,9 +2,10 @@
 
 Counting follows ``torch.utils.flop_counter.FlopCounterMode``: matrix products and
 convolutions at 2 FLOPs per multiply-add; norms, activations, softmax and resizes are
-free. MACs are its FLOPs / 2. Each model is counted twice: as *published* (the
-all-MLP decoder's ``linear_fuse`` run literally, ``decoder.fold=False``) and as
-*executed* (the model as configured, by default with ``linear_fuse`` folded away).
+free. MACs are its FLOPs / 2. Each model is counted twice: as *published* (every
+folding off, ``config.published()``: the all-MLP decoder's ``linear_fuse`` and
+Mix-CFN's BatchNorms run literally) and as *executed* (the model as configured, by
+default with ``linear_fuse`` and the BatchNorms folded away).
 docs/profiling.md relates these figures to the paper's and to thop's.
 """
 
@@ -141,7 +142,7 @@ def profile_model(
         params=params,
         encoder_params=encoder_params,
         decoder_params=decoder_params,
-        published=count_macs(config.replace(decoder={"fold": False}), size),
+        published=count_macs(config.published(), size),
         executed=count_macs(config, size),
     )
 
@@ -167,8 +168,8 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
         command,
         help="count parameters and MACs",
         description="Count parameters and multiply-accumulates (MACs, FLOPs / 2) of one image with "
-        "torch's FlopCounterMode, attention included: as published (linear_fuse run literally) and as "
-        "executed (linear_fuse folded). See docs/profiling.md for the conventions.",
+        "torch's FlopCounterMode, attention included: as published (linear_fuse and Mix-CFN's BatchNorms run "
+        "literally) and as executed (folded). See docs/profiling.md for the conventions.",
     )
     p.add_argument(
         "models", nargs="+", metavar="MODEL", help="registered name, shell pattern ('segformer_b*') or 'all'"
@@ -194,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     h, w = args.size
     width = max(len(n) for n in [*names, "model"])
-    print(f"GMACs of one {h}x{w} image (FLOPs = 2 x MACs). published: linear_fuse run literally; executed: folded;")
+    print(f"GMACs of one {h}x{w} image (FLOPs = 2 x MACs). published: run literally; executed: as run here, folded;")
     print("attention: the QK^T and AV products, part of both (see docs/profiling.md).")
     print(
         f"{'model':<{width}} {'params':>12} {'published':>10} {'attention':>10} {'executed':>10} "

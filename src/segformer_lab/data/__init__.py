@@ -1,0 +1,69 @@
+"""Data: datasets (ADE20K, parquet, folders, Tiny-ImageNet), transforms, palettes.
+
+Knows nothing of models. Typical use::
+
+    from segformer_lab.data import build_dataset, build_transforms, collate
+    train = build_dataset("ade20k", "data/ADEChallengeData2016", "train",
+                          transforms=build_transforms("segformer_ade"), num_classes=150)
+    val = build_dataset("ade20k", "data/ADEChallengeData2016", "val",
+                        transforms=build_transforms("val", multiple_of=32))
+    loader = DataLoader(train, batch_size=16, shuffle=True, collate_fn=collate)
+"""
+
+from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE
+from .datasets import (
+    DATASETS,
+    ADE20KDataset,
+    BaseDataset,
+    DataReport,
+    FolderDataset,
+    ParquetDataset,
+    SegmentationDataset,
+    TinyImageNetDataset,
+    build_dataset,
+    check_dataset,
+    collate,
+)
+from .io import (
+    IGNORE_INDEX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataError,
+    DataWarning,
+    decode_image,
+    decode_mask,
+    reduce_zero_label,
+)
+from .transforms import (
+    PIPELINES,
+    CatMaxRatioCrop,
+    PhotoMetricDistortion,
+    Pipeline,
+    RandomRescale,
+    build_transforms,
+    fit_size,
+)
+
+__all__ = [
+    "ADE20K_CLASSES", "ADE20K_PALETTE", "DATASETS", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD",
+    "PIPELINES", "ADE20KDataset", "BaseDataset", "CatMaxRatioCrop", "DataError", "DataReport",
+    "DataWarning", "FolderDataset", "ParquetDataset", "PhotoMetricDistortion", "Pipeline",
+    "RandomRescale", "SegmentationDataset", "TinyImageNetDataset", "build_dataset",
+    "build_transforms", "check_dataset", "collate", "decode_image", "decode_mask", "fit_size",
+    "reduce_zero_label",
+]
+
+# generated scene-parsing data (ADE20K layout: load with the "ade20k" format)
+from .scenes import (  # noqa: E402
+    SCENE_AMBIGUOUS_PAIRS,
+    SCENE_CLASSES,
+    SCENE_PALETTE,
+    generate_scenes,
+    render_scene,
+    scenes_ready,
+)
+
+__all__ += [
+    "SCENE_AMBIGUOUS_PAIRS", "SCENE_CLASSES", "SCENE_PALETTE", "generate_scenes",
+    "render_scene", "scenes_ready",
+]

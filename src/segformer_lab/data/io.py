@@ -1,0 +1,129 @@
+"""Decoding and validating images and masks; the error type every data problem raises.
+
+Conventions, decided once here:
+
+- images come out as ``uint8 [H, W, 3]`` RGB. Grayscale, palette, CMYK and RGBA files are
+  converted to RGB (alpha is dropped, not composited); 16-bit grayscale images are scaled
+  to 8 bits over their full range (value / 257); float images are refused.
+- masks come out as ``uint8 [H, W]`` class indices. Palette ("P") PNGs give their indices;
+  RGB(A) masks are accepted only when R == G == B (a gray mask saved as colour), since a
+  colour-coded mask needs a palette to decode; 16-bit masks are accepted when every value
+  fits in 0..255, else refused.
+- 255 is the ignore index everywhere; a label >= ``num_classes`` other than 255 is an error.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IGNORE_INDEX = 255
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Source = str | Path | bytes
+
+
+class DataError(ValueError):
+    """A data file or layout that cannot give correct samples; ``path`` names the culprit."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = str(path)
+        self.reason = message
+
+
+class DataWarning(UserWarning):
+    """A bad file left out because the dataset was built with ``skip_bad=True``."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def _open(source: Source, name: str) -> Image.Image:
+    """Open and fully decode (``load``) so that truncated files fail here, not later."""
+    image = None
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        image.load()
+    except FileNotFoundError as exc:
+        raise DataError(name, "file not found") from exc
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, zlib errors...
+        if image is not None:
+            image.close()
+        raise DataError(name, f"cannot decode ({type(exc).__name__}: {exc})") from exc
+    return image
+
+
+def _sixteen_bit(image: Image.Image, name: str, what: str) -> np.ndarray:
+    array = np.array(image)
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        raise DataError(name, f"{what} of mode {image.mode} has values outside 0..65535")
+    return array
+
+
+def decode_image(source: Source, name: str) -> np.ndarray:
+    """Read an image file (path or encoded bytes) as ``uint8 [H, W, 3]`` RGB."""
+    image = _open(source, name)
+    if image.mode == "RGB":
+        return np.array(image)
+    if image.mode.startswith("I;16") or image.mode == "I":
+        gray = _sixteen_bit(image, name, "image").astype(np.float32) / 257.0
+        gray = np.rint(gray).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "F" or image.mode.startswith("I;"):
+        raise DataError(name, f"unsupported image mode {image.mode!r} (float or 32-bit data)")
+    return np.array(image.convert("RGB"))
+
+
+def decode_mask(source: Source, name: str) -> np.ndarray:
+    """Read a mask file as ``uint8 [H, W]`` class indices (see the module notes)."""
+    image = _open(source, name)
+    mode = image.mode
+    if mode in ("L", "P"):
+        return np.array(image)
+    if mode == "1":
+        return np.array(image).astype(np.uint8)
+    if mode.startswith("I;16") or mode == "I":
+        array = _sixteen_bit(image, name, "mask")
+        if array.size and array.max() > 255:
+            raise DataError(name, f"16-bit mask has value {int(array.max())}, beyond 0..255")
+        return array.astype(np.uint8)
+    if mode in ("LA", "PA"):
+        return np.array(image)[:, :, 0]
+    if mode in ("RGB", "RGBA"):
+        array = np.array(image)
+        if not ((array[:, :, 0] == array[:, :, 1]).all() and (array[:, :, 0] == array[:, :, 2]).all()):
+            raise DataError(name, f"colour-coded {mode} mask; masks must hold class indices "
+                                  "(single channel, or R == G == B)")
+        return np.ascontiguousarray(array[:, :, 0])
+    raise DataError(name, f"unsupported mask mode {mode!r}")
+
+
+def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
+    """ADE20K convention: 0 ("other") -> 255, v -> v - 1; 255 stays ignored."""
+    out = mask - np.uint8(1)  # uint8 wraps 0 -> 255
+    out[mask == IGNORE_INDEX] = IGNORE_INDEX
+    return out
+
+
+def check_labels(mask: np.ndarray, num_classes: int, name: str) -> None:
+    """Raise if any label is neither a class index below ``num_classes`` nor 255."""
+    counts = np.bincount(mask.ravel(), minlength=256)
+    counts[IGNORE_INDEX] = 0
+    bad = np.flatnonzero(counts[num_classes:]) + num_classes
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:8]) + (" ..." if bad.size > 8 else "")
+        raise DataError(name, f"label values {shown} out of range for {num_classes} classes "
+                              f"(valid: 0..{num_classes - 1} and {IGNORE_INDEX} = ignore)")
+
+
+def check_same_size(image: np.ndarray, mask: np.ndarray, name: str) -> None:
+    if image.shape[:2] != mask.shape[:2]:
+        raise DataError(name, f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size "
+                              f"{image.shape[1]}x{image.shape[0]} (W x H)")

@@ -1,0 +1,123 @@
+"""Training and validation loaders, with a data order that survives a restart.
+
+The training order of epoch ``e`` is a permutation drawn from ``seed + e``, sharded over
+processes; the loader tells Lightning how many batches of the epoch it has delivered
+(``state_dict``), so a run resumed from a mid-epoch checkpoint continues with the next
+unseen batch, and DataLoader workers are seeded from ``seed + e`` too. Validation
+shards the set without padding, so every image is scored exactly once under DDP.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import lightning.pytorch as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class EpochSampler(Sampler[int]):
+    """This process's share of the permutation of ``seed + epoch`` (every ``num_replicas``-th
+    index from ``rank``); the tail that does not divide evenly is dropped, so all processes
+    take the same number of steps. ``start`` skips that many indices once (resuming)."""
+
+    def __init__(self, size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0, shuffle: bool = True) -> None:
+        if size < num_replicas:
+            raise ValueError(f"{size} training samples cannot be shared by {num_replicas} processes")
+        self.size, self.seed, self.num_replicas, self.rank, self.shuffle = size, seed, num_replicas, rank, shuffle
+        self.epoch = self.start = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.size)
+        mine = order[self.rank:len(self) * self.num_replicas:self.num_replicas]
+        start, self.start = self.start, 0
+        return iter(mine[start:].tolist())
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader over an ``EpochSampler`` that Lightning checkpoints: its
+    state is (epoch, batches delivered), restored as a skip at the start of that epoch."""
+
+    def __init__(self, dataset: Dataset, sampler: EpochSampler, **kwargs: Any) -> None:
+        super().__init__(dataset, sampler=sampler, generator=torch.Generator(), **kwargs)
+        self.delivered = 0
+        self._resume: dict[str, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        skip = 0
+        if self._resume is not None and self._resume["epoch"] == self.sampler.epoch:
+            skip = self._resume["batches"]
+        self._resume = None
+        self.sampler.start = skip * self.batch_size
+        self.generator.manual_seed(self.sampler.seed + self.sampler.epoch)  # worker seeds of this epoch
+        self.delivered = skip
+        for batch in super().__iter__():
+            self.delivered += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches": self.delivered}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = dict(state)
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Loaders over given datasets. ``batch_size`` is the global batch of one optimiser
+    step: each process loads ``batch_size / (world size × accumulate_grad_batches)``."""
+
+    def __init__(self, train: Dataset, val: Dataset | None = None, batch_size: int = 16, val_batch_size: int = 1,
+                 num_workers: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        self.train, self.val = train, val
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.seed = num_workers, seed
+
+    @classmethod
+    def from_config(cls, data: dict[str, Any], seed: int = 0, num_classes: int | None = None) -> SegmentationDataModule:
+        """Datasets from the data layer, as the ``data`` section of an experiment config says."""
+        from ..data import build_dataset, build_transforms
+
+        def dataset(split: str, transforms: dict[str, Any]):
+            transforms = dict(transforms)
+            pipeline = build_transforms(transforms.pop("name"), **transforms)
+            return build_dataset(data["format"], data["root"], split, transforms=pipeline, num_classes=num_classes,
+                                 skip_bad=data["skip_bad"], **data["options"])
+
+        val = dataset(data["val_split"], data["val_transforms"]) if data["val_split"] else None
+        return cls(dataset(data["train_split"], data["train_transforms"]), val, data["batch_size"],
+                   data["val_batch_size"], data["num_workers"], seed)
+
+    def _loader_args(self, batch_size: int) -> dict[str, Any]:
+        from ..data import collate
+
+        return {"batch_size": batch_size, "num_workers": self.num_workers, "collate_fn": collate,
+                "pin_memory": torch.cuda.is_available()}
+
+    def per_device_batch_size(self) -> int:
+        share = self.trainer.world_size * self.trainer.accumulate_grad_batches if self.trainer else 1
+        if self.batch_size % share:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by world size × accumulate_grad_batches"
+                             f" = {share}")
+        return self.batch_size // share
+
+    def train_dataloader(self) -> ResumableLoader:
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = EpochSampler(len(self.train), self.seed, world, rank)
+        return ResumableLoader(self.train, sampler, drop_last=True, **self._loader_args(self.per_device_batch_size()))
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val is None:
+            return []
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        shard = range(rank, len(self.val), world)
+        return DataLoader(self.val, sampler=shard, **self._loader_args(self.val_batch_size))

@@ -1,0 +1,67 @@
+"""Evaluation of a trained model on a dataset: one confusion matrix per setting, with
+an optional sweep over input resolutions (labels always stay at their original size)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from ..models import SegmentationModel, load_model, load_weights
+from .experiment import CONFIG_FILE, build_model, resolve_config
+from .inference import predict_logits
+from .metrics import SegmentationMetrics
+
+
+def load_for_eval(path: str | os.PathLike) -> tuple[SegmentationModel, dict[str, Any] | None]:
+    """The model to evaluate and, when ``path`` belongs to a run, the run's resolved config.
+
+    ``path``: a run directory (its best weights), a Lightning ``.ckpt`` inside a run's
+    ``checkpoints/`` (architecture from the run's config.yaml), or any checkpoint that
+    ``load_model`` reads. Returned in eval mode."""
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent.parent
+    config = resolve_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
+    if path.suffix == ".ckpt" and config is not None:
+        model = build_model(config["model"], pretrained=False)
+        load_weights(model, path)
+        return model.eval(), config
+    return load_model(path), config
+
+
+def short_side_resize(pixel_values: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of ``[B, 3, H, W]`` so that the shorter side is ``size``."""
+    height, width = pixel_values.shape[-2:]
+    factor = size / min(height, width)
+    new = (max(1, round(height * factor)), max(1, round(width * factor)))
+    return F.interpolate(pixel_values, size=new, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def evaluate(model: SegmentationModel, dataset: Dataset, sizes: Sequence[int] | None = None,
+             device: str | torch.device | None = None, num_workers: int = 0, progress: bool = True,
+             **inference: Any) -> dict[int | None, dict[str, torch.Tensor]]:
+    """Scores (``metrics.scores`` plus ``confmat``) of ``model`` on ``dataset``, one image at
+    a time, with ``predict_logits(**inference)``. Without ``sizes`` the key is None; with
+    ``sizes``, each input is resized to each short side and scored separately."""
+    from tqdm import tqdm
+
+    from ..data import collate
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device).eval()
+    keys = list(sizes) if sizes else [None]
+    metrics = {key: SegmentationMetrics(model.config.num_classes).to(device) for key in keys}
+    loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=collate)
+    for batch in tqdm(loader, desc="evaluating", unit="img", disable=not progress):
+        if batch is None:  # a bad file left out (skip_bad)
+            continue
+        images, labels = batch["pixel_values"].to(device), batch["labels"].to(device)
+        for key in keys:
+            x = images if key is None else short_side_resize(images, key)
+            metrics[key].update(predict_logits(model, x, labels.shape[-2:], **inference).argmax(1), labels)
+    return {key: {k: v.cpu() for k, v in metric.compute().items()} for key, metric in metrics.items()}

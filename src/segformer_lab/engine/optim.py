@@ -1,0 +1,85 @@
+"""The optimiser recipe of SegFormer-style training: AdamW with a faster decoder and no
+weight decay on vectors, and a per-iteration learning-rate schedule (linear warmup from
+zero, then polynomial decay to zero)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+HEAD_PREFIX = "decode_head."
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """``warmup``: iterations (an int) or a fraction of all iterations (a float < 1).
+    ``poly_power`` 1.0 is a linear decay."""
+
+    lr: float = 6e-5
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    head_lr_mult: float = 10.0
+    warmup: int | float = 1500
+    poly_power: float = 1.0
+
+    def warmup_iters(self, total: int) -> int:
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)):
+            raise ValueError(f"warmup must be a number of iterations or a fraction, got {self.warmup!r}")
+        if isinstance(self.warmup, float):
+            if not 0.0 <= self.warmup < 1.0:
+                raise ValueError(f"a fractional warmup must be in [0, 1), got {self.warmup}")
+            return round(self.warmup * total)
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0 iterations, got {self.warmup}")
+        return self.warmup
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 10.0) -> list[dict]:
+    """AdamW groups: encoder / decode head (lr × ``head_lr_mult``), each split into decayed
+    parameters and those in ``model.no_weight_decay()`` (biases, norms, RoPE frequencies).
+    Empty groups are left out; each group has a ``name`` for logging."""
+    no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    groups: dict[str, dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        part = "head" if name.startswith(HEAD_PREFIX) else "encoder"
+        decay = name not in no_decay
+        key = f"{part}{'' if decay else '_no_decay'}"
+        group = groups.setdefault(key, {
+            "name": key, "params": [], "lr": lr * (head_lr_mult if part == "head" else 1.0),
+            "weight_decay": weight_decay if decay else 0.0,
+        })
+        group["params"].append(param)
+    return list(groups.values())
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
+    groups = param_groups(model, config.lr, config.weight_decay, config.head_lr_mult)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+
+
+class WarmupPoly:
+    """LR factor at iteration ``t``: ``t / warmup`` during warmup, then
+    ``(1 - (t - warmup) / (total - warmup)) ** power``, reaching 0 at ``total``."""
+
+    def __init__(self, total: int, warmup: int, power: float = 1.0) -> None:
+        if total < 1 or not 0 <= warmup <= total:
+            raise ValueError(f"need total >= 1 and 0 <= warmup <= total, got total {total}, warmup {warmup}")
+        self.total, self.warmup, self.power = total, warmup, power
+
+    def __call__(self, t: int) -> float:
+        if t < self.warmup:
+            return t / self.warmup
+        decay = self.total - self.warmup
+        return max(0.0, 1.0 - (t - self.warmup) / decay) ** self.power if decay else 0.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total: int
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup + poly over ``total`` optimiser steps (to be stepped once per step)."""
+    schedule = WarmupPoly(total, config.warmup_iters(total), config.poly_power)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

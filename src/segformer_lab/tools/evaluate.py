@@ -1,0 +1,117 @@
+"""``segformer-lab eval``: mIoU, mAcc, aAcc and per-class scores of a checkpoint on a
+dataset, with sliding-window / multi-scale / flip inference and resolution sweeps.
+
+Settings not given on the command line come from the run's config when the checkpoint
+belongs to a run (its data, validation transforms and inference mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
+    p = sub.add_parser(
+        command,
+        help="evaluate a checkpoint: mIoU, mAcc, aAcc, per class",
+        description="Evaluate a run directory, a run's .ckpt or any checkpoint load_model reads. Scores are "
+        "mmseg's (one confusion matrix over the set; nanmean over classes). Predictions are upsampled to "
+        "the original label size.",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
+    p.add_argument("--data", metavar="FORMAT:ROOT", help="dataset, e.g. ade20k:/data/ADEChallengeData2016 "
+                   "(formats: ade20k, parquet, folder; default: the run's)")
+    p.add_argument("--split", help="split (default: the run's validation split, else validation)")
+    p.add_argument("--transforms", metavar="NAME", help="validation pipeline (default: the run's, else 'val')")
+    p.add_argument("--mode", choices=("whole", "slide"), help="whole image or sliding window (default: the run's, "
+                   "else whole)")
+    p.add_argument("--crop", type=int, help="sliding window size (default 512)")
+    p.add_argument("--stride", type=int, help="sliding window stride (default 341)")
+    p.add_argument("--scales", type=float, nargs="+", metavar="S", help="test scales, averaged (e.g. 0.5 0.75 1.0 "
+                   "1.25 1.5 1.75)")
+    p.add_argument("--flip", action="store_true", default=None, help="add horizontally flipped inputs")
+    p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], metavar="S1,S2,...",
+                   help="resolution sweep: resize each image so its short side is each size (images are read "
+                   "unresized; labels stay at their original size)")
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--num-workers", type=int, default=2, help="data loading processes (default 2)")
+    p.add_argument("--skip-bad", action="store_true", help="leave unreadable samples out instead of failing")
+    p.set_defaults(run=run)
+
+
+def percent(value: torch.Tensor | float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else round(100 * value, 4)
+
+
+def report(scores: dict[str, torch.Tensor], class_names: list[str], size: int | None) -> dict[str, Any]:
+    """JSON-ready results in percent (NaN -> null: a class absent from labels and predictions)."""
+    per_class = {name: {"IoU": percent(iou), "Acc": percent(acc)}
+                 for name, iou, acc in zip(class_names, scores["IoU"], scores["Acc"])}
+    return {"size": size, **{k: percent(scores[k]) for k in ("mIoU", "mAcc", "aAcc")}, "per_class": per_class}
+
+
+def show(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import build_dataset, build_transforms
+    from ..engine import evaluate, load_for_eval
+    from ..engine.experiment import DEFAULTS
+
+    model, run = load_for_eval(args.checkpoint)
+    config = run or DEFAULTS
+    if args.data:
+        fmt, sep, root = args.data.partition(":")
+        if not sep or not root:
+            raise ValueError(f"--data must be FORMAT:ROOT, got {args.data!r}")
+        options = {}
+    elif run:
+        fmt, root, options = config["data"]["format"], config["data"]["root"], config["data"]["options"]
+    else:
+        raise ValueError("--data FORMAT:ROOT is needed for a checkpoint outside a run directory")
+    split = args.split or (run["data"]["val_split"] if run and not args.data else "validation")
+    if args.sizes:
+        transforms = {"name": "none"}
+    elif args.transforms:
+        transforms = {"name": args.transforms}
+    else:
+        transforms = dict(config["data"]["val_transforms"])
+    params = dict(transforms)
+    dataset = build_dataset(fmt, root, split, transforms=build_transforms(params.pop("name"), **params),
+                            num_classes=model.config.num_classes, skip_bad=args.skip_bad, **options)
+    inference = {key: config["val"][key] if getattr(args, key) is None else getattr(args, key)
+                 for key in ("mode", "crop", "stride", "scales", "flip")}
+    results = evaluate(model, dataset, sizes=args.sizes, device=args.device, num_workers=args.num_workers,
+                       **inference)
+    names = list(getattr(dataset, "classes", None) or [str(i) for i in range(model.config.num_classes)])
+    rows = [report(scores, names, size) for size, scores in results.items()]
+
+    print(f"{args.checkpoint} on {fmt}:{root} [{split}], {len(dataset)} images, "
+          + ", ".join(f"{k}={v}" for k, v in inference.items()))
+    if args.sizes:
+        print(f"{'short side':>10} {'mIoU':>7} {'mAcc':>7} {'aAcc':>7}")
+        for row in rows:
+            print(f"{row['size']:>10} {show(row['mIoU']):>7} {show(row['mAcc']):>7} {show(row['aAcc']):>7}")
+    else:
+        row = rows[0]
+        width = max(len(n) for n in names)
+        print(f"{'class':<{width}} {'IoU':>7} {'Acc':>7}")
+        for name, values in row["per_class"].items():
+            print(f"{name:<{width}} {show(values['IoU']):>7} {show(values['Acc']):>7}")
+        print(f"mIoU {show(row['mIoU'])}  mAcc {show(row['mAcc'])}  aAcc {show(row['aAcc'])}")
+    if args.json:
+        out = {"checkpoint": str(args.checkpoint), "data": {"format": fmt, "root": str(root), "split": split,
+                                                             "transforms": transforms},
+               "inference": inference, "results": rows}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0

@@ -1,0 +1,239 @@
+"""``segformer-lab predict``: label maps (and colour overlays) for image files.
+
+Inputs are files, directories (their images, not recursive) or glob patterns. For each
+image ``NAME.ext`` the output directory gets ``NAME.png``, a palette PNG whose pixel
+values are class indices, and with ``--overlay`` ``NAME_overlay.jpg`` (``.png`` for
+non-JPEG inputs): the image blended with the class colours and a legend. Sizes are the
+input's. An input that cannot be read is reported and skipped; the others are still
+written, and the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..models import CheckpointError
+
+log = logging.getLogger("segformer_lab")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+GLOB_CHARS = "*?["
+
+
+@dataclass
+class Input:
+    name: str  # as the user named it (or as found in a directory / by a pattern)
+    path: Path | None
+    error: str | None = None
+
+
+@dataclass
+class Summary:
+    written: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+
+    @property
+    def total(self) -> int:
+        return len(self.written) + len(self.failed)
+
+
+def expand_inputs(tokens: list[str]) -> list[Input]:
+    """Files as given; directories -> their image files (sorted, by suffix); patterns ->
+    the matching files (sorted). A token that names nothing is an ``Input`` with an error."""
+    inputs: list[Input] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, name: str) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            inputs.append(Input(name=name, path=path))
+
+    def add_directory(directory: Path) -> None:
+        images = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            inputs.append(Input(name=str(directory), path=None, error=f"no image files ({', '.join(IMAGE_SUFFIXES)})"))
+        for p in images:
+            add(p, str(p))
+
+    for token in tokens:
+        path = Path(token)
+        if path.is_dir():
+            add_directory(path)
+        elif path.is_file():
+            add(path, token)
+        elif any(c in token for c in GLOB_CHARS):
+            matches = sorted(glob.glob(token, recursive=True))
+            if not matches:
+                inputs.append(Input(name=token, path=None, error="no file matches this pattern"))
+            for match in matches:
+                p = Path(match)
+                if p.is_dir():
+                    add_directory(p)
+                elif p.is_file():
+                    add(p, match)
+        else:
+            inputs.append(Input(name=token, path=None, error="no such file or directory"))
+    return inputs
+
+
+def output_names(inputs: list[Input]) -> dict[int, str]:
+    """Output stem per readable input: its own stem, or ``stem-2``, ``stem-3`` ... when
+    several inputs share one."""
+    stems: dict[int, str] = {}
+    used: set[str] = set()
+    for i, item in enumerate(inputs):
+        if item.path is None:
+            continue
+        stem, n = item.path.stem, 1
+        while (stem if n == 1 else f"{stem}-{n}") in used:
+            n += 1
+        chosen = stem if n == 1 else f"{stem}-{n}"
+        if n > 1:
+            log.warning("%s: another input has the stem %r: writing it as %r", item.name, stem, chosen)
+        used.add(chosen)
+        stems[i] = chosen
+    return stems
+
+
+def overlay_suffix(path: Path) -> str:
+    return ".jpg" if path.suffix.lower() in JPEG_SUFFIXES else ".png"
+
+
+def predict_files(
+    segmenter,
+    tokens: list[str],
+    out_dir: str | Path,
+    overlay: bool = False,
+    alpha: float = 0.5,
+    batch: int = 1,
+    echo=print,
+) -> Summary:
+    """Write label maps (and overlays) for every input into ``out_dir``; returns what was
+    written and what failed (with the reason)."""
+    from ..data.io import DataError
+    from ..models.segmentor import atomic_write
+    from .. import inference_api as api
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
+    if batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {batch}")
+    if segmenter.num_classes > api.MAX_PALETTE_CLASSES:
+        raise ValueError(
+            f"{segmenter.num_classes} classes do not fit a palette PNG (at most {api.MAX_PALETTE_CLASSES})"
+        )
+    out_dir = Path(out_dir)
+    inputs = expand_inputs(tokens)
+    stems = output_names(inputs)
+    targets = {i: out_dir / f"{stem}.png" for i, stem in stems.items()}
+    overlays = {i: out_dir / f"{stem}_overlay{overlay_suffix(inputs[i].path)}" for i, stem in stems.items()}
+    sources = {item.path.resolve() for item in inputs if item.path is not None}
+    for i in stems:
+        for target in (targets[i], overlays[i]) if overlay else (targets[i],):
+            if target.resolve() in sources:
+                raise ValueError(f"writing {target} would overwrite an input: choose another --out directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    summary = Summary()
+    for item in inputs:
+        if item.error is not None:
+            summary.failed.append((item.name, item.error))
+    pending = [i for i in stems]
+    for start in range(0, len(pending), batch):
+        chunk = []
+        for i in pending[start : start + batch]:
+            try:
+                chunk.append((i, api.load_rgb(inputs[i].path, inputs[i].name)))
+            except DataError as err:
+                summary.failed.append((inputs[i].name, err.reason))
+        if not chunk:
+            continue
+        try:
+            labels = segmenter.predict_batch([rgb for _, rgb in chunk], batch_size=batch)
+        except (RuntimeError, ValueError) as err:  # e.g. out of memory on one huge image
+            summary.failed.extend((inputs[i].name, f"prediction failed: {err}") for i, _ in chunk)
+            continue
+        for (i, rgb), label_map in zip(chunk, labels):
+            started = time.perf_counter()
+            atomic_write(targets[i], lambda p: segmenter.label_image(label_map).save(p, format="PNG"))
+            written = [targets[i].name]
+            if overlay:
+                picture = segmenter.overlay(rgb, label_map, alpha=alpha)
+                options = {"format": "JPEG", "quality": 92} if overlays[i].suffix == ".jpg" else {"format": "PNG"}
+                atomic_write(overlays[i], lambda p: picture.save(p, **options))
+                written.append(overlays[i].name)
+            present = np.unique(label_map).size
+            log.debug("%s written in %.2f s", targets[i], time.perf_counter() - started)
+            echo(f"{inputs[i].name} -> {', '.join(written)} ({rgb.shape[1]}x{rgb.shape[0]}, {present} classes)")
+            summary.written.append(inputs[i].name)
+    return summary
+
+
+def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
+    p = sub.add_parser(
+        command,
+        help="predict label maps (and colour overlays) for images",
+        description="Segment image files, directories or glob patterns with a checkpoint (anything load_model "
+        "reads; a registered model name gives random weights). Writes OUT/NAME.png, a palette PNG whose pixel "
+        "values are class indices (ADE20K's palette for 150 classes), and with --overlay OUT/NAME_overlay.jpg|png "
+        "with a legend. Outputs have the input's size; unreadable inputs are reported and skipped (exit 1).",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path (or registered model name)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, directories or glob patterns")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    p.add_argument("--overlay", action="store_true", help="also write a colour overlay with a legend")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colours, 0..1 (default 0.5)")
+    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+                   help="resize images to H x W for the model (default: their own size; sides < 32 scaled up)")
+    p.add_argument("--multiple-of", type=int, metavar="N", help="round the model's input sides to multiples of N "
+                   "(32: mmseg's AlignedResize)")  # fmt: skip
+    p.add_argument("--mode", choices=("whole", "slide"), default="whole",
+                   help="whole image, or sliding windows for large images (default whole)")
+    p.add_argument("--crop", type=int, default=512, help="sliding window size (default 512)")
+    p.add_argument("--stride", type=int, default=341, help="sliding window stride (default 341)")
+    p.add_argument("--scales", type=float, nargs="+", default=(1.0,), metavar="S",
+                   help="test-time scales, probabilities averaged (default 1.0)")
+    p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs (test-time augmentation)")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="images per forward pass (same-size images)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    p.add_argument("--num-classes", type=int, metavar="K", help="classes of a registered model name")
+    p.add_argument("--class-names", metavar="FILE", help="text file with one class name per line (for the legend)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.io import DataError
+    from ..inference_api import Segmenter
+
+    class_names = None
+    if args.class_names:
+        class_names = [ln.strip() for ln in Path(args.class_names).read_text().splitlines() if ln.strip()]
+    try:
+        segmenter = Segmenter(
+            args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,
+            stride=args.stride, scales=args.scales, flip=args.flip, multiple_of=args.multiple_of,
+            num_classes=args.num_classes, class_names=class_names,
+        )  # fmt: skip
+    except (CheckpointError, DataError) as err:
+        print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    summary = predict_files(segmenter, args.inputs, args.out, args.overlay, args.alpha, args.batch)
+    elapsed = time.perf_counter() - started
+    for name, reason in summary.failed:
+        print(f"segformer-lab {args.command}: {name}: {reason}", file=sys.stderr)
+    print(
+        f"{len(summary.written)} of {summary.total} inputs written to {args.out} in {elapsed:.1f} s"
+        + (f"; {len(summary.failed)} failed: {', '.join(name for name, _ in summary.failed)}" if summary.failed else "")
+    )
+    return 1 if summary.failed else 0

@@ -1,0 +1,217 @@
+"""Training and evaluation end to end on a tiny ADE20K directory written by the tests:
+the train / eval commands, exact resume after SIGKILL, NaN handling, DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from segformer_lab import cli, load_model
+from segformer_lab.data import ADE20K_CLASSES, build_dataset, build_transforms
+from segformer_lab.engine import NonFiniteLossError, SegmentationDataModule, evaluate, resolve_config, train
+
+NUM_CLASSES = 150
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The test machine's cores are shared: more threads only spin. Subprocesses get
+    OMP_NUM_THREADS=1 too, so that all runs compute bit for bit alike."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_dataset(root: Path) -> Path:
+    """An ADE20K directory (``ADEChallengeData2016`` layout, raw labels 0 = other, 1..150):
+    8 training and 3 validation JPEGs of blocky maps of classes 1-4, brightness following
+    the class, and an "other" band on top."""
+    rng = np.random.default_rng(0)
+    root = root / "ADEChallengeData2016"
+    for split, count, size in (("training", 8, (64, 80)), ("validation", 3, (48, 64))):
+        for sub in ("images", "annotations"):
+            (root / sub / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            mask = rng.integers(1, 5, size=(size[0] // 16, size[1] // 16)).repeat(16, 0).repeat(16, 1)
+            image = (mask[..., None] * 50 + rng.integers(0, 40, size=(*size, 3))).astype(np.uint8)
+            mask[:3] = 0
+            name = f"ADE_{split[:5]}_{i:08d}"
+            Image.fromarray(image).save(root / "images" / split / f"{name}.jpg", quality=95)
+            Image.fromarray(mask.astype(np.uint8)).save(root / "annotations" / split / f"{name}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Path:
+    """An experiment YAML over the tiny dataset: B0 with drop path (random state matters),
+    2 epochs of 4 steps, a checkpoint every step, deterministic transforms (augmentation
+    streams are the data layer's and restart on resume with num_workers=0)."""
+    root = write_dataset(tmp_path_factory.mktemp("data"))
+    config = {
+        "model": {"name": "segformer_b0", "num_classes": NUM_CLASSES, "overrides": {"drop_path_rate": 0.1}},
+        "data": {"format": "ade20k", "root": str(root), "train_split": "training", "val_split": "validation",
+                 "train_transforms": {"name": "rope_seed", "size": [64, 64], "jitter": [0, 0, 0, 0]},
+                 "val_transforms": {"name": "val", "scale": [64, 48]}, "batch_size": 2, "num_workers": 0},
+        "optim": {"lr": 1e-3, "warmup": 0.25},
+        "checkpoint": {"every_n_train_steps": 1},
+        "trainer": {"max_steps": -1, "max_epochs": 2, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1,
+                    "enable_progress_bar": False, "enable_model_summary": False},
+    }
+    path = tmp_path_factory.mktemp("configs") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(experiment, tmp_path_factory) -> Path:
+    """An uninterrupted run of the tiny experiment, through ``segformer-lab train``."""
+    run_dir = tmp_path_factory.mktemp("runs") / "full"
+    torch.set_num_threads(1)
+    assert cli.main(["train", str(experiment), "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+def checkpoint_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_train_writes_a_run_directory(finished_run):
+    files = ("config.yaml", "config.json", "model.safetensors", "checkpoints/last.ckpt", "logs/csv/version_0/metrics.csv")
+    for name in files:
+        assert (finished_run / name).is_file(), name
+    assert len(list((finished_run / "checkpoints").glob("best-*.ckpt"))) == 1
+    assert list((finished_run / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    assert config["optim"]["head_lr_mult"] == 10.0 and config["model"]["num_classes"] == NUM_CLASSES
+    header = (finished_run / "logs/csv/version_0/metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/img_per_s", "val/mIoU", "val/mAcc", "val/aAcc", "lr-AdamW/head"} <= set(header)
+    last = checkpoint_state(finished_run / "checkpoints/last.ckpt")
+    assert last["global_step"] == 8 and "rng_states" in last
+    assert load_model(finished_run).config.num_classes == NUM_CLASSES
+
+
+def test_eval_reproduces_the_best_validation(finished_run, tmp_path, capsys):
+    best = checkpoint_state(next((finished_run / "checkpoints").glob("best-*.ckpt")))
+    best_miou = next(v for k, v in best["callbacks"].items() if k.startswith("BestCheckpoint"))["best_model_score"]
+    out = tmp_path / "eval.json"
+    assert cli.main(["eval", str(finished_run), "--json", str(out), "--num-workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "building" in printed and "mIoU" in printed
+    result = json.loads(out.read_text())["results"][0]
+    assert result["mIoU"] == pytest.approx(float(best_miou), abs=1e-3)
+    assert list(result["per_class"]) == list(ADE20K_CLASSES)
+    assert result["per_class"]["wall"]["IoU"] is not None and result["per_class"]["flag"]["IoU"] is None
+
+    sweep = tmp_path / "sweep.json"
+    ckpt = finished_run / "checkpoints" / "last.ckpt"
+    assert cli.main(["eval", str(ckpt), "--sizes", "32,48", "--mode", "slide", "--crop", "40", "--stride", "24",
+                     "--flip", "--json", str(sweep), "--num-workers", "0"]) == 0
+    assert [r["size"] for r in json.loads(sweep.read_text())["results"]] == [32, 48]
+    assert "short side" in capsys.readouterr().out
+
+
+def test_resume_after_sigkill_is_exact(experiment, finished_run, tmp_path):
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "segformer_lab.cli", "train", str(experiment), "--out", str(run_dir)]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.monotonic() + 120
+        while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        _, stderr = process.communicate()
+    assert last.exists(), stderr.decode()[-2000:]
+    step = checkpoint_state(last)["global_step"]
+    assert step < 8, "the process finished before it could be killed"
+
+    assert cli.main(["train", "--resume", str(run_dir)]) == 0
+    resumed, full = checkpoint_state(last), checkpoint_state(finished_run / "checkpoints/last.ckpt")
+    assert resumed["global_step"] == full["global_step"] == 8
+    for key, value in full["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), f"{key} differs after resuming at step {step}"
+    states = (c["optimizer_states"][0]["state"].values() for c in (resumed, full))
+    for got, want in zip(*states):
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    assert resumed["lr_schedulers"] == full["lr_schedulers"]
+    best = [[v["best_model_score"] for k, v in c["callbacks"].items() if k.startswith("BestCheckpoint")]
+            for c in (resumed, full)]
+    assert best[0] == best[1]
+
+
+class NaNImages(torch.utils.data.Dataset):
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        sample = dict(self.dataset[index])
+        sample["pixel_values"] = torch.full_like(sample["pixel_values"], float("nan"))
+        return sample
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(experiment, finished_run, tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    before = {p.name: p.read_bytes() for p in [run_dir / "model.safetensors", *(run_dir / "checkpoints").iterdir()]}
+
+    config = resolve_config(experiment, ["trainer.max_epochs=3"])
+    data = config["data"]
+    good = SegmentationDataModule.from_config(data, num_classes=NUM_CLASSES)
+    bad = SegmentationDataModule(NaNImages(good.train), good.val, batch_size=2, num_workers=0)
+    with pytest.raises(NonFiniteLossError, match=r"training loss is not finite \(here: nan\) at step 8 \(epoch 2\)"):
+        train(config, run_dir, resume=True, datamodule=bad)
+
+    monkeypatch.setattr(SegmentationDataModule, "from_config", classmethod(lambda cls, *a, **k: bad))
+    assert cli.main(["train", "--resume", str(run_dir), "--set", "trainer.max_epochs=3"]) == 1
+    assert "training loss is not finite" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in [run_dir / "model.safetensors", *(run_dir / "checkpoints").iterdir()]}
+    assert after == before
+
+
+DDP_SCRIPT = """
+import sys, torch
+from segformer_lab.engine import resolve_config, train
+config = resolve_config(sys.argv[1], [
+    "trainer.strategy=ddp", "trainer.devices=2", "trainer.max_epochs=1", "data.batch_size=4",
+    "checkpoint.every_n_train_steps=null",  # and the recipe's augmentations:
+    "data.train_transforms={name: segformer_ade, crop_size: [64, 64], scale: [128, 64]}"])
+trainer = train(config, sys.argv[2])
+torch.save(trainer.lightning_module.val_scores["confmat"], f"{sys.argv[2]}/confmat-{trainer.global_rank}.pt")
+"""
+
+
+def test_ddp_on_cpu_synchronises_validation(experiment, tmp_path):
+    script, run_dir = tmp_path / "ddp.py", tmp_path / "ddp"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    done = subprocess.run([sys.executable, str(script), str(experiment), str(run_dir)], env=ENV, capture_output=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    rank0, rank1 = (torch.load(run_dir / f"confmat-{r}.pt", weights_only=True) for r in (0, 1))
+    assert torch.equal(rank0, rank1)
+
+    # the 3 validation images are split 2 + 1 over the ranks: each counted once
+    config = resolve_config(experiment)
+    val = build_dataset("ade20k", config["data"]["root"], "validation",
+                        transforms=build_transforms("val", scale=[64, 48]))
+    expected = evaluate(load_model(run_dir), val, progress=False)[None]["confmat"]
+    assert torch.equal(rank0, expected)
+    assert int(rank0.sum()) == sum(int((val[i]["labels"] != 255).sum()) for i in range(len(val)))
