@@ -57,6 +57,8 @@ def test_cli_exports_a_checkpoint_at_opset_16_with_dynamic_axes(tmp_path, capsys
     assert default_opset(out) == 16
     dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
     assert dims[1].dim_value == 3 and all(dims[i].dim_param for i in (0, 2, 3))
+    out_dims = onnx.load(str(out)).graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in out_dims] == ["batch", 4, "logits_height", "logits_width"]
     # a third size and batch, beyond the two the export checked
     session = export.onnx_session(out)
     x = torch.randn(3, 3, 64, 200)

@@ -22,6 +22,7 @@ COMMANDS = {
     "data": "data",
     "export": "export",
     "predict": "predict",
+    "demo": "demo",
 }
 
 

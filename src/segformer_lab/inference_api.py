@@ -58,12 +58,12 @@ def resolve_model(
     elif Path(source).exists():
         model = load_model(source)
     else:
+        looks_like_a_path = any(sep in str(source) for sep in ("/", os.sep)) or Path(source).suffix != ""
         try:
             get_config(str(source))
         except KeyError as err:
-            raise FileNotFoundError(
-                f"{source}: no such checkpoint, and not a registered model name ({err.args[0]})"
-            ) from None
+            detail = "" if looks_like_a_path else f" ({err.args[0]})"
+            raise FileNotFoundError(f"{source}: no such checkpoint, and not a registered model name{detail}") from None
         model = create_model(str(source), num_classes=num_classes)
         log.warning("%s: a registered model with random weights (no checkpoint): its output is noise", source)
     if num_classes is not None and model.config.num_classes != num_classes:

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from .layout import to_nchw, to_nhwc
 from .norm import build_act
-from .pooling import adaptive_avg_pool2d
+from .pooling import adaptive_avg_pool2d, ceil_avg_pool2d
 from .rope import RotaryEmbedding2d
 
 KV_POOLINGS = ("adaptive", "average")
@@ -126,7 +126,7 @@ class PooledSelfAttention(GridKeyAttention):
     def window_average(self, t: torch.Tensor) -> torch.Tensor:
         if self.pooling == "adaptive":
             return adaptive_avg_pool2d(t, self.grid)
-        return F.avg_pool2d(t, self.sr_ratio, self.sr_ratio, ceil_mode=True)
+        return ceil_avg_pool2d(t, self.sr_ratio)
 
     def key_windows(self):
         return self.window_average

@@ -133,7 +133,13 @@ class DeformableAttention(nn.Module):
         self.output = AttentionOutput(dim) if output_projection else None
 
     def merge_groups(self, t: torch.Tensor) -> torch.Tensor:
-        """``[B, groups, ...]`` -> ``[B * groups, ...]``."""
+        """``[B, groups, ...]`` -> ``[B * groups, ...]``.
+
+        One group is squeezed, not reshaped: reshaping ``[B, 1, h, w, ...]`` to
+        ``[B, h, w, ...]`` tries to build ``h`` from the size-1 axis and guards on
+        ``1 % h != 0``, which torch.export cannot prove for a derived grid size such as
+        ``ceil(H/r)`` and so refuses the dynamic range.
+        """
         return t.squeeze(1) if self.offset_groups == 1 else t.flatten(0, 1)
 
     def split_groups(self, t: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,21 @@ def adaptive_avg_pool2d(x: torch.Tensor, grid: int) -> torch.Tensor:
     return F.linear(x.reshape(b * c, h * w), cells).view(b, c, grid, grid)
 
 
+def ceil_avg_pool2d(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """``F.avg_pool2d(x, kernel, kernel, ceil_mode=True)`` for an NCHW ``x``: windows that
+    overhang the border average only their pixels inside.
+
+    Computed as a pool of the zero-padded map, rescaled by each window's pixel count,
+    because ``ceil_mode`` makes ``torch.export`` guard on the input size.
+    """
+    h, w = x.shape[-2:]
+    rows, cols = (h + kernel - 1) // kernel, (w + kernel - 1) // kernel
+    pooled = F.avg_pool2d(F.pad(x, (0, cols * kernel - w, 0, rows * kernel - h)), kernel, kernel)
+    row_pixels = (h - kernel * torch.arange(rows, device=x.device)).clamp(max=kernel)
+    col_pixels = (w - kernel * torch.arange(cols, device=x.device)).clamp(max=kernel)
+    return pooled * (kernel * kernel / (row_pixels[:, None] * col_pixels[None, :]).to(x.dtype))
+
+
 class PoolingMixer(nn.Module):
     """PoolFormer's token mixer (Yu et al., CVPR 2022, "MetaFormer Is Actually What You
     Need for Vision"): ``AvgPool(x) - x``, stride 1, padding not counted. Subtracting ``x``

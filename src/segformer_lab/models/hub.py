@@ -96,7 +96,8 @@ def model_card(
             "    metrics:",
         ]
         for name, value in metrics.items():
-            header += [f"    - type: {_yaml_value(name)}", f"      value: {float(value)}", f"      name: {_yaml_value(name)}"]
+            header += [f"    - type: {_yaml_value(name)}", f"      value: {float(value)}",
+                       f"      name: {_yaml_value(name)}"]  # fmt: skip
     header.append("---")
 
     stages = config.stages
