@@ -6,7 +6,7 @@ average of its window's complex factors. ``ComplexRoPE`` below does the same wit
 same angles (so the logits are those of ``key_positions="pooled"``) and, to compare the
 rotation itself rather than table building, caches its factors per shape too.
 
-    python benchmarks/rope_complex.py [--size 512 512] [--repeats 10]
+    python benchmarks/rope_complex.py [--size 512 512] [--repeats 10] [--threads N]
 
 times segformer_b0, its axial and mixed RoPE variants (real, this library) and the same
 two with the complex rotation, in turns in one loop, and prints latencies relative to
@@ -71,7 +71,10 @@ def main() -> None:
     parser.add_argument("--size", nargs=2, type=int, default=(512, 512))
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     models = {"segformer_b0": sl.create_model("segformer_b0").eval()}
     for kind in ("axial", "mixed"):

@@ -149,6 +149,13 @@ def test_plan_fits_the_budget():
     assert tight == demo.MIN_STEPS
 
 
+def test_help():
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--help"])
+    assert exit_info.value.code == 0 and "--budget" in stdout.getvalue() and "--seeds" in stdout.getvalue()
+
+
 def test_mean_and_std_format():
     assert demo.pm([41.23]) == "41.2"
     assert demo.pm([40.0, 42.0]) == f"41.0 ± {math.sqrt(2):.1f}"
