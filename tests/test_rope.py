@@ -305,3 +305,14 @@ def test_seed_style_complex_baseline_of_the_benchmark_matches(shallow):
     x = torch.randn(1, 3, 70, 90)
     with torch.no_grad():
         torch.testing.assert_close(complex_(x), real(x), atol=1e-5, rtol=1e-5)
+
+
+def test_inference_rotation_equals_autograd_rotation():
+    """Without autograd the rotation writes in place into ``x``'s layout: same numbers."""
+    x = torch.randn(2, 50, 4, 16).transpose(1, 2)  # [B, heads, N, d], tokens-major like the attention's
+    angles = torch.randn(1, 50, 8)
+    expected = rotate_pairs(x, angles.cos(), angles.sin())
+    with torch.inference_mode():
+        fast = rotate_pairs(x, angles.cos(), angles.sin())
+    torch.testing.assert_close(fast, expected)
+    assert fast.stride() == x.stride()

@@ -42,7 +42,15 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     ``[..., N, d]``; ``cos``/``sin`` are ``[..., N, d/2]`` and broadcast against it.
     """
     x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+    if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+    # Inference: write both halves in place into a tensor laid out like ``x`` (no stack
+    # copy, and attention then sees the same memory layout as without RoPE).
+    out = torch.empty_like(x)
+    out0, out1 = out.unflatten(-1, (-1, 2)).unbind(-1)
+    torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1)
+    torch.mul(x0, sin, out=out1).addcmul_(x1, cos)
+    return out
 
 
 def grid_coordinates(
