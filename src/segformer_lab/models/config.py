@@ -13,19 +13,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..layers.attention import KV_POOLINGS
+from ..layers.ffn import FFNS
+from ..layers.norm import ACTIVATIONS, NORMS
+from ..layers.patch_embed import PATCH_EMBEDS
+from ..layers.rope import KEY_POSITIONS, POS_ENCODINGS
+
 DECODER_TYPES = ("all_mlp", "weighted_sum")
 DECODER_ACTIVATIONS = ("relu", "relu6")
-POS_ENCODINGS = ("none", "axial", "mixed")
-KEY_POSITIONS = ("centre", "pooled")
 MIXERS = ("efficient", "pooled", "pooling", "xca", "separable", "deformable", "irmb")
 # Mixers whose keys sit on a spatial grid, where rotary embeddings apply.
 GRID_KEY_MIXERS = ("efficient", "pooled")
-KV_POOLINGS = ("adaptive", "average")
-FFNS = ("mix_ffn", "mix_cfn")
-NORMS = ("layer", "batch", "group")
 NORM_PLACEMENTS = ("pre", "post")
-ACTIVATIONS = ("gelu", "relu", "relu6")
-PATCH_EMBEDS = ("overlap", "pooling")
 
 
 class ConfigError(ValueError):
