@@ -8,7 +8,7 @@ import torch
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.tools.bench import benchmark, randomise_batch_norms
+from segformer_lab.tools.bench import benchmark, randomise_batch_norms, random_batch, relative_rows, training_step
 
 FAST = {"size": (64, 64), "warmup": 1, "repeats": 2}
 
@@ -87,4 +87,48 @@ def test_models_compared_in_turns(capsys):
     assert names == ["segformer_b0", "segformer_b0_rope_axial", "segformer_b0_rope_mixed"]
     assert result["models"][0]["relative"] == 1.0
     for r in result["models"]:
-        assert r["relative"] == pytest.approx(r["median_ms"] / result["models"][0]["median_ms"])
+        assert r["relative_q1"] <= r["relative"] <= r["relative_q3"]
+
+
+def test_relative_time_is_the_median_ratio_within_rounds():
+    """A drift that slows both models in the same rounds leaves their ratio alone."""
+    rows = relative_rows({"a": [10.0, 20.0, 40.0, 10.0, 30.0], "b": [11.0, 22.0, 44.0, 12.0, 30.0]}, batch=2)
+    assert [r["model"] for r in rows] == ["a", "b"]
+    assert rows[1]["relative"] == pytest.approx(1.1)  # ratios 1.1, 1.1, 1.1, 1.2, 1.0
+    assert (rows[1]["relative_q1"], rows[1]["relative_q3"]) == (pytest.approx(1.1), pytest.approx(1.1))
+    assert rows[1]["median_ms"] == 22.0 and rows[1]["images_per_s"] == pytest.approx(2e3 / 22.0)
+    assert relative_rows({"a": [5.0], "b": [6.0]}, 1)[1]["relative"] == pytest.approx(1.2)  # one round
+
+
+def test_training_steps_against_transformers():
+    """Same loss on the same weights and batch; the model passed in is not trained."""
+    pytest.importorskip("transformers")
+    model = sl.create_model("segformer_b0", num_classes=7)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = benchmark(model, train=True, compare_hf=True, size=(64, 64), batch=2, warmup=0, repeats=2)
+    assert result["mode"] == "train" and result["input"] == [2, 3, 64, 64]
+    assert result["loss_abs_diff"] < 1e-5
+    assert result["ours"]["median_ms"] > 0 and result["transformers"]["median_ms"] > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_training_step_updates_the_weights():
+    model = sl.create_model("segformer_b0", num_classes=3)
+    pixel_values, labels = random_batch((1, 3, 64, 64), 3)
+    assert labels.shape == (1, 64, 64) and (labels == 255).any()
+    assert ((labels < 3) | (labels == 255)).all()
+    step = training_step(model, labels)
+    before = model.decode_head.classifier.weight.clone()
+    loss = step(pixel_values)
+    assert model.training and loss.ndim == 0 and not loss.requires_grad
+    assert not torch.equal(before, model.decode_head.classifier.weight)
+
+
+def test_cli_training_comparison_and_bad_combination(capsys):
+    argv = ["bench", "segformer_b0", "boostformer_b0", "--size", "64", "64", "--warmup", "0", "--repeats", "1",
+            "--train"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(training steps)" in out and "boostformer_b0" in out
+    with pytest.raises(ValueError, match="--onnx times inference only"):
+        benchmark("segformer_b0", train=True, onnx=True, **FAST)

@@ -9,10 +9,10 @@ from typing import Any
 import lightning.pytorch as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .inference import predict_logits, upsample
-from .metrics import IGNORE_INDEX, SegmentationMetrics
+from .inference import predict_logits
+from .losses import upsampled_cross_entropy
+from .metrics import SegmentationMetrics
 from .optim import OptimConfig, build_optimizer, build_scheduler
 
 
@@ -21,7 +21,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class SegmentationModule(L.LightningModule):
-    """Cross-entropy (``ignore_index`` 255) on logits upsampled to the label size; validation
+    """Cross-entropy (``ignore_index`` 255) on logits upsampled to the label size (fused:
+    ``losses.upsampled_cross_entropy``); validation
     with ``predict_logits(**inference)`` into a confusion matrix synchronised across
     processes, logged as ``val/mIoU``, ``val/mAcc``, ``val/aAcc`` in percent. The scores of
     the last validation (with the matrix) stay in ``val_scores``."""
@@ -39,9 +40,7 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
         if batch is None:  # every sample of the batch was a bad file (skip_bad)
             return None
-        labels = batch["labels"]
-        logits = upsample(self.model(batch["pixel_values"]), labels.shape[-2:])
-        loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+        loss = upsampled_cross_entropy(self.model(batch["pixel_values"]), batch["labels"])
         # decided together, so that under DDP every process stops (none waits for the others)
         if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
             raise NonFiniteLossError(

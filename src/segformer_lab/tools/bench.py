@@ -7,11 +7,17 @@ meaningful even when the absolute medians move. That holds for several registere
 models (``bench segformer_b0 segformer_b0_rope_axial``) and for transformers'
 ``SegformerForSemanticSegmentation`` with the same weights (``--compare-hf``), and for
 the same model exported to ONNX and run by onnxruntime on the CPU (``--onnx``).
+
+``--train`` times training steps instead: forward, the loss on labels at the input size,
+backward and an AdamW step, for our models (fused upsampled cross-entropy) and, with
+``--compare-hf``, for transformers' model with its own loss on the same weights and batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
 import os
 import statistics
@@ -40,43 +46,58 @@ def benchmark(
     repeats: int = DEFAULT_REPEATS,
     compare_hf: bool = False,
     onnx: bool = False,
+    train: bool = False,
 ) -> dict:
-    """Median latency and throughput of ``model(random batch)`` in eval/inference mode.
+    """Median latency and throughput of ``model(random batch)`` in eval/inference mode
+    (``train``: of a training step, see ``training_step``).
 
     With ``compare_hf`` the same weights also run in transformers (a test extra) and the
     result adds its latency, the speed-up (theirs / ours) and the largest absolute logit
     difference. With ``onnx`` the model is exported to ONNX (opset 18, static shape of the
     timed input, float32) and onnxruntime (CPU, as many threads as torch) runs it in the
     same turns; the result adds its latency, ``onnx_speedup`` (PyTorch / onnxruntime) and
-    ``onnx_max_abs_diff``. A model built here from a name gets random BatchNorm statistics first;
-    a model passed in keeps its weights (it is switched to eval mode). ``threads`` applies
+    ``onnx_max_abs_diff``. With ``train`` and ``compare_hf`` the result has ``loss_abs_diff``:
+    the two losses on the same batch in eval mode (no dropout) before any step. A model
+    built here from a name gets random BatchNorm statistics first; a model passed in keeps
+    its weights (it is switched to eval mode; ``train`` steps a copy). ``threads`` applies
     for this call only.
     """
-    if batch < 1 or repeats < 1 or warmup < 0:
-        raise ValueError(f"need batch >= 1, repeats >= 1, warmup >= 0; got {batch}, {repeats}, {warmup}")
+    _check_counts(batch, repeats, warmup)
+    if train and onnx:
+        raise ValueError("--onnx times inference only; it does not combine with --train")
     if isinstance(model_or_name, str):
         model = create_model(model_or_name)
         if compare_hf or onnx:
             randomise_batch_norms(model)
     else:
-        model = model_or_name
+        model = copy.deepcopy(model_or_name) if train else model_or_name
     model.eval()
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         shape = (batch, model.config.in_channels, *size)
-        pixel_values = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-        runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"ours": model}
-        if compare_hf:
-            twin = transformers_twin(model)
-            runners["transformers"] = lambda x: twin(pixel_values=x).logits
+        pixel_values, labels = random_batch(shape, model.config.num_classes)
+        twin = transformers_twin(model) if compare_hf else None
+        runners: dict[str, Callable[[torch.Tensor], torch.Tensor]]
+        if train:
+            if twin is not None:
+                with torch.no_grad():
+                    loss_abs_diff = abs(our_loss(model, pixel_values, labels) - hf_loss(twin, pixel_values, labels))
+            runners = {"ours": training_step(model, labels)}
+            if twin is not None:
+                runners["transformers"] = training_step(twin, labels, hf_loss)
+        else:
+            runners = {"ours": model}
+            if twin is not None:
+                runners["transformers"] = lambda x: twin(pixel_values=x).logits
         with tempfile.TemporaryDirectory() as directory:
             if onnx:
                 runners["onnxruntime"] = onnx_runner(model, shape, directory)
-            times, outputs = time_in_turns(runners, pixel_values, warmup, repeats)
+            times, outputs = time_in_turns(runners, pixel_values, warmup, repeats, train)
         result = {
             "model": model.config.name,
+            "mode": "train" if train else "inference",
             "input": list(shape),
             "threads": torch.get_num_threads(),
             "warmup": warmup,
@@ -91,7 +112,10 @@ def benchmark(
 
         result["transformers"] = {**summarise(times["transformers"], batch), "version": transformers.__version__}
         result["speedup"] = result["transformers"]["median_ms"] / result["ours"]["median_ms"]
-        result["max_abs_diff"] = (outputs["ours"] - outputs["transformers"]).abs().max().item()
+        if train:
+            result["loss_abs_diff"] = loss_abs_diff.item()
+        else:
+            result["max_abs_diff"] = (outputs["ours"] - outputs["transformers"]).abs().max().item()
     if onnx:
         import onnxruntime
 
@@ -123,45 +147,98 @@ def compare_models(
     threads: int | None = None,
     warmup: int = DEFAULT_WARMUP,
     repeats: int = DEFAULT_REPEATS,
+    train: bool = False,
 ) -> dict:
-    """Median latency of several registered models timed in turns, each relative to the
-    first (``relative`` = its median / the first's)."""
-    if batch < 1 or repeats < 1 or warmup < 0:
-        raise ValueError(f"need batch >= 1, repeats >= 1, warmup >= 0; got {batch}, {repeats}, {warmup}")
-    models = {name: create_model(name).eval() for name in names}
+    """Median latency (``train``: training-step time) of several registered models timed
+    in turns, each relative to the first (see ``relative_rows``)."""
+    _check_counts(batch, repeats, warmup)
+    models = {name: create_model(name).train(train) for name in names}
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         shape = (batch, 3, *size)
-        pixel_values = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-        times, _ = time_in_turns(models, pixel_values, warmup, repeats)
+        pixel_values, labels = random_batch(shape, min(m.config.num_classes for m in models.values()))
+        runners = {name: training_step(m, labels) for name, m in models.items()} if train else models
+        times, _ = time_in_turns(runners, pixel_values, warmup, repeats, train)
         threads_used = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
     return {
-        "input": list(shape), "threads": threads_used, "warmup": warmup, "repeats": repeats,
-        "torch": torch.__version__, "models": relative_rows(times, batch),
+        "mode": "train" if train else "inference", "input": list(shape), "threads": threads_used,
+        "warmup": warmup, "repeats": repeats, "torch": torch.__version__, "models": relative_rows(times, batch),
     }  # fmt: skip
 
 
+def _check_counts(batch: int, repeats: int, warmup: int) -> None:
+    if batch < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need batch >= 1, repeats >= 1, warmup >= 0; got {batch}, {repeats}, {warmup}")
+
+
+def random_batch(shape: tuple[int, ...], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed random images ``shape`` and labels at their size (10% ignored, 255)."""
+    generator = torch.Generator().manual_seed(0)
+    pixel_values = torch.randn(shape, generator=generator)
+    labels = torch.randint(0, num_classes, (shape[0], *shape[2:]), generator=generator)
+    labels[torch.rand(labels.shape, generator=generator) < 0.1] = 255
+    return pixel_values, labels
+
+
+def our_loss(model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    from ..engine.losses import upsampled_cross_entropy
+
+    return upsampled_cross_entropy(model(pixel_values), labels)
+
+
+def hf_loss(twin: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' own loss: its logits upsampled to the labels, cross-entropy ignoring 255."""
+    return twin(pixel_values=pixel_values, labels=labels).loss
+
+
+def training_step(
+    model: nn.Module, labels: torch.Tensor, loss_fn: Callable[..., torch.Tensor] = our_loss
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A callable doing one training step on ``(pixel_values, labels)``: forward, loss,
+    backward, AdamW step (lr 6e-5, the SegFormer recipe). Returns the loss, detached.
+    Switches ``model`` to training mode (dropout, drop path, BatchNorm statistics)."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5)
+
+    def step(pixel_values: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, pixel_values, labels)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
 def relative_rows(times_ms: dict[str, list[float]], batch: int) -> list[dict]:
-    """One row per timed model (in order): median, throughput and median relative to the first."""
-    first = statistics.median(next(iter(times_ms.values())))
-    return [
-        {"model": name, **summarise(times, batch), "relative": statistics.median(times) / first}
-        for name, times in times_ms.items()
-    ]
+    """One row per timed model (in order): median, throughput, and its time relative to
+    the first model's: ``relative`` is the median over rounds of the ratio within a round
+    (both ran back to back, so drift between rounds cancels), with its quartiles
+    ``relative_q1``/``relative_q3`` as the spread."""
+    first = next(iter(times_ms.values()))
+    rows = []
+    for name, times in times_ms.items():
+        ratios = [t / f for t, f in zip(times, first)]
+        q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+        rows.append({"model": name, **summarise(times, batch), "relative": median, "relative_q1": q1,
+                     "relative_q3": q3})  # fmt: skip
+    return rows
 
 
 def time_in_turns(
-    runners: dict[str, Callable[[torch.Tensor], torch.Tensor]], pixel_values: torch.Tensor, warmup: int, repeats: int
+    runners: dict[str, Callable[[torch.Tensor], torch.Tensor]], pixel_values: torch.Tensor, warmup: int,
+    repeats: int, train: bool = False,
 ) -> tuple[dict[str, list[float]], dict[str, torch.Tensor]]:
     """Milliseconds per call of each runner, all runners taking one turn per round; the
-    first ``warmup`` rounds are not recorded. Also returns each runner's last output."""
+    first ``warmup`` rounds are not recorded. Also returns each runner's last output.
+    Runs under ``torch.inference_mode`` unless ``train``."""
     times: dict[str, list[float]] = {name: [] for name in runners}
     outputs: dict[str, torch.Tensor] = {}
-    with torch.inference_mode():
+    with contextlib.nullcontext() if train else torch.inference_mode():
         for round_index in range(warmup + repeats):
             for name, run_once in runners.items():
                 start = time.perf_counter()
@@ -230,9 +307,10 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
 def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p = sub.add_parser(
         command,
-        help="measure inference latency",
+        help="measure inference latency or training-step time",
         description="Median latency and throughput of a model on random input (eval mode, inference_mode, "
-        "CPU). With --compare-hf, transformers' SegFormer runs the same weights in turns with ours.",
+        "CPU). With --compare-hf, transformers' SegFormer runs the same weights in turns with ours. With "
+        "--train, training steps (forward, loss, backward, AdamW step) are timed instead.",
     )
     p.add_argument(
         "models", nargs="+", metavar="MODEL",
@@ -252,6 +330,8 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p.add_argument("--compare-hf", action="store_true", help="also time transformers' SegFormer with the same weights")
     p.add_argument("--onnx", action="store_true",
                    help="also time the model exported to ONNX in onnxruntime (CPU), in turns with PyTorch eager")
+    p.add_argument("--train", action="store_true",
+                   help="time training steps on random labels at the input size (training mode, AdamW)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(run=run)
 
@@ -262,11 +342,11 @@ def run(args: argparse.Namespace) -> int:
         if args.compare_hf or args.onnx:
             raise ValueError("--compare-hf and --onnx take one model")
         return print_comparison(compare_models(names, tuple(args.size), args.batch, args.threads, args.warmup,
-                                               args.repeats), args.json)  # fmt: skip
+                                               args.repeats, args.train), args.json)  # fmt: skip
     try:
         result = benchmark(
             names[0], tuple(args.size), args.batch, args.threads, args.warmup, args.repeats, args.compare_hf,
-            args.onnx,
+            args.onnx, args.train,
         )
     except ModuleNotFoundError as err:
         print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
@@ -275,9 +355,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     shape = "x".join(map(str, result["input"]))
+    what = "training steps" if args.train else "runs"
     print(
         f"{result['model']}, input {shape}, {result['threads']} threads, torch {result['torch']}: "
-        f"median of {result['repeats']} runs after {result['warmup']} warm-up"
+        f"median of {result['repeats']} {what} after {result['warmup']} warm-up"
     )
     ours = result["ours"]
     print(f"  segformer-lab  {ours['median_ms']:9.1f} ms  {ours['images_per_s']:8.2f} img/s")
@@ -288,7 +369,10 @@ def run(args: argparse.Namespace) -> int:
             f"  (transformers {theirs['version']})"
         )
         print(f"  speed-up (transformers / segformer-lab): {result['speedup']:.2f}x")
-        print(f"  max abs logit difference: {result['max_abs_diff']:.2e}")
+        if args.train:
+            print(f"  loss difference before training (eval mode): {result['loss_abs_diff']:.2e}")
+        else:
+            print(f"  max abs logit difference: {result['max_abs_diff']:.2e}")
     if args.onnx:
         ort = result["onnxruntime"]
         print(
@@ -308,9 +392,11 @@ def print_comparison(result: dict, as_json: bool) -> int:
     print(
         f"input {shape}, {result['threads']} threads, torch {result['torch']}: median of {result['repeats']} "
         f"rounds after {result['warmup']} warm-up, models timed in turns"
+        + (" (training steps)" if result.get("mode") == "train" else "")
     )
     width = max(len(r["model"]) for r in result["models"])
-    print(f"  {'model':<{width}} {'median ms':>10} {'img/s':>8} {'relative':>9}")
+    print(f"  {'model':<{width}} {'median ms':>10} {'img/s':>8} {'relative':>9}  {'quartiles':>13}")
     for r in result["models"]:
-        print(f"  {r['model']:<{width}} {r['median_ms']:>10.1f} {r['images_per_s']:>8.2f} {r['relative']:>8.3f}x")
+        print(f"  {r['model']:<{width}} {r['median_ms']:>10.1f} {r['images_per_s']:>8.2f} {r['relative']:>8.3f}x"
+              f"  {r['relative_q1']:.3f}-{r['relative_q3']:.3f}")
     return 0
