@@ -132,3 +132,31 @@ def test_cli_training_comparison_and_bad_combination(capsys):
     assert "(training steps)" in out and "boostformer_b0" in out
     with pytest.raises(ValueError, match="--onnx times inference only"):
         benchmark("segformer_b0", train=True, onnx=True, **FAST)
+
+
+def test_data_pipeline_throughput_on_a_synthetic_ade20k_tree(tmp_path):
+    from segformer_lab.data import build_dataset
+    from segformer_lab.tools.bench_data import data_throughput, write_synthetic_ade20k
+
+    root = write_synthetic_ade20k(tmp_path, count=3)
+    assert len(list((root / "images" / "training").glob("*.jpg"))) == 3
+    dataset = build_dataset("ade20k", root, "training", transforms="segformer_ade")
+    assert dataset[0]["pixel_values"].shape == (3, 512, 512)  # the real loading path, cropped to 512
+    result = data_throughput(dataset, samples=4, warmup=1)
+    assert result["samples"] == 4 and result["load_ms"] > 0 and result["transform_ms"] > 0
+    assert result["images_per_s"] == pytest.approx(1e3 / result["mean_ms"])
+    with pytest.raises(ValueError, match="samples >= 1"):
+        data_throughput(dataset, samples=0)
+
+
+def test_cli_data_bench(tmp_path, capsys):
+    from segformer_lab.tools.bench_data import write_synthetic_ade20k
+
+    root = write_synthetic_ade20k(tmp_path, count=2)
+    assert main(["bench", "--data", f"ade20k:{root}", "--repeats", "2", "--warmup", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pipeline"] == "segformer_ade" and result["images_per_s"] > 0
+    assert main(["bench", "--data", "nowhere", "--repeats", "1"]) != 0
+    assert "FORMAT:PATH" in capsys.readouterr().err
+    assert main(["bench", "segformer_b0", "--data"]) != 0
+    assert "give no model" in capsys.readouterr().err

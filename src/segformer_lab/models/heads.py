@@ -84,11 +84,13 @@ class ProjectedSumHead(nn.Module):
         fold_norm = not self.training and self.batch_norm.track_running_stats
         weights, bias = self.folded_projections(fold_norm)
         # Stage 1 sets the output size and takes the bias (bilinear resizing preserves
-        # constants, so one bias for all stages is exact). Accumulating in place is
-        # autograd-safe: neither linear nor resize needs its output for backward.
+        # constants, so one bias for all stages is exact). Without autograd the sum is
+        # accumulated in place; with it, not: an in-place add on the permuted view makes
+        # backward clone and copy the whole map once per stage.
         out = to_nchw(F.linear(to_nhwc(features[0]), weights[0], bias))
         for x, w in zip(features[1:], weights[1:]):
-            out += resize_to(to_nchw(F.linear(to_nhwc(x), w)), out.shape[-2:])
+            stage = resize_to(to_nchw(F.linear(to_nhwc(x), w)), out.shape[-2:])
+            out = out + stage if torch.is_grad_enabled() else out.add_(stage)
         return out if fold_norm else self.batch_norm(out)
 
     def published_features(self, features: list[torch.Tensor]) -> torch.Tensor:

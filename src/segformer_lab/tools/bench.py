@@ -35,6 +35,7 @@ from .profile import resolve_models
 
 DEFAULT_WARMUP = 2
 DEFAULT_REPEATS = 10
+DEFAULT_DATA_SAMPLES = 48
 
 
 def benchmark(
@@ -313,7 +314,7 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
         "--train, training steps (forward, loss, backward, AdamW step) are timed instead.",
     )
     p.add_argument(
-        "models", nargs="+", metavar="MODEL",
+        "models", nargs="*", metavar="MODEL",
         help="registered model name; several names or shell patterns are timed in turns and compared with the first",
     )  # fmt: skip
     p.add_argument(
@@ -324,19 +325,35 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p.add_argument(
         "--warmup", type=int, default=DEFAULT_WARMUP, metavar="N", help=f"untimed rounds (default: {DEFAULT_WARMUP})"
     )
-    p.add_argument(
-        "--repeats", type=int, default=DEFAULT_REPEATS, metavar="N", help=f"timed rounds (default: {DEFAULT_REPEATS})"
-    )
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help=f"timed rounds (default: {DEFAULT_REPEATS}); with --data timed samples (default: "
+                        f"{DEFAULT_DATA_SAMPLES})")  # fmt: skip
     p.add_argument("--compare-hf", action="store_true", help="also time transformers' SegFormer with the same weights")
     p.add_argument("--onnx", action="store_true",
                    help="also time the model exported to ONNX in onnxruntime (CPU), in turns with PyTorch eager")
     p.add_argument("--train", action="store_true",
                    help="time training steps on random labels at the input size (training mode, AdamW)")
+    p.add_argument("--data", nargs="?", const="synthetic", default=None, metavar="SOURCE",
+                   help="instead of a model, time the training data pipeline per worker: 'synthetic' (default: an "
+                        "ADE20K-like tree written to a temporary directory) or FORMAT:PATH, e.g. ade20k:/data/ADE")
+    p.add_argument("--pipeline", default="segformer_ade", metavar="NAME",
+                   help="transform pipeline for --data (default: segformer_ade, the ADE20K 512 recipe)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.data is not None:
+        if args.models:
+            raise ValueError("--data times the data pipeline; give no model with it")
+        from .bench_data import print_data_result, run_data_bench
+
+        result = run_data_bench(args.data, args.pipeline, args.repeats or DEFAULT_DATA_SAMPLES, args.warmup)
+        print(json.dumps(result, indent=2)) if args.json else print_data_result(result)
+        return 0
+    if not args.models:
+        raise ValueError("give at least one MODEL (or --data)")
+    args.repeats = args.repeats or DEFAULT_REPEATS
     names = resolve_models(args.models)
     if len(names) > 1:
         if args.compare_hf or args.onnx:
