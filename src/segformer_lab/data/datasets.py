@@ -91,7 +91,13 @@ class BaseDataset(Dataset):
             warn(f"{type(self).__name__}({where}): {len(self.bad_files)} bad file(s) left out, "
                  f"{len(self.samples)} samples kept")
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any] | None:
+        """Sample ``index``; ``(index, seed)`` first reseeds the transforms with ``seed``
+        (when they can be reseeded: ``Pipeline.reseed``)."""
+        if isinstance(index, tuple):
+            index, seed = index
+            if hasattr(self.transforms, "reseed"):
+                self.transforms.reseed(seed)
         try:
             sample = self.load(self.samples[index])
         except DataError as error:

@@ -20,7 +20,11 @@ in either order. Masks are always resized with nearest neighbour.
 
 Randomness: each pipeline reseeds itself once per process from ``torch.initial_seed()``,
 so DataLoader workers draw different augmentations and ``torch.manual_seed`` (or
-Lightning's ``seed_everything``) makes runs repeatable.
+Lightning's ``seed_everything``) makes runs repeatable. A dataset indexed with
+``(index, seed)`` reseeds the pipeline for that sample (``Pipeline.reseed``): the
+training loader does so, which makes every sample's augmentation a function of the run
+seed, the epoch and the sample alone (the same with any number of workers, and after a
+resume in the middle of an epoch).
 """
 
 from __future__ import annotations
@@ -180,11 +184,15 @@ class Pipeline:
                                   *post, ToTensorV2()])
         self._seeded_pid: int | None = None
 
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream from ``seed`` (the engine does this per sample)."""
+        self.compose.set_random_seed(seed % 2**32)
+        self._seeded_pid = os.getpid()
+
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self._seeded_pid != os.getpid():  # a new process (DataLoader worker): new stream
-            self.compose.set_random_seed(torch.initial_seed() % 2**32)
-            self._seeded_pid = os.getpid()
+            self.reseed(torch.initial_seed())
         if mask is None or not self.resize_mask:
             out = self.compose(image=image)
             labels = None if mask is None else torch.from_numpy(np.array(mask, dtype=np.int64))

@@ -1,9 +1,11 @@
 """Training and validation loaders, with a data order that survives a restart.
 
 The training order of epoch ``e`` is a permutation drawn from ``seed + e``, sharded over
-processes; the loader tells Lightning how many batches of the epoch it has delivered
-(``state_dict``), so a run resumed from a mid-epoch checkpoint continues with the next
-unseen batch, and DataLoader workers are seeded from ``seed + e`` too. Validation
+processes, and every sample gets an augmentation seed drawn from ``seed + e`` too (the
+sampler yields ``(index, sample seed)``; the dataset reseeds its transforms with it). The
+loader tells Lightning how many batches of the epoch it has delivered (``state_dict``),
+so a run resumed from a mid-epoch checkpoint continues with the next unseen batch,
+augmented exactly as it would have been, whatever the number of workers. Validation
 shards the set without padding, so every image is scored exactly once under DDP.
 """
 
@@ -15,16 +17,23 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.datasets import BaseDataset
 
-class EpochSampler(Sampler[int]):
+
+class EpochSampler(Sampler):
     """This process's share of the permutation of ``seed + epoch`` (every ``num_replicas``-th
-    index from ``rank``); the tail that does not divide evenly is dropped, so all processes
-    take the same number of steps. ``start`` skips that many indices once (resuming)."""
+    index from ``rank``) as ``(index, sample seed)`` pairs, the seeds also drawn from
+    ``seed + epoch`` (one per dataset index; ``sample_seeds=False``: plain indices, for
+    datasets that take only those). The tail that does not divide evenly is dropped, so
+    all processes take the same number of steps. ``start`` skips that many indices once
+    (resuming)."""
 
-    def __init__(self, size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0, shuffle: bool = True) -> None:
+    def __init__(self, size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
+                 sample_seeds: bool = True) -> None:
         if size < num_replicas:
             raise ValueError(f"{size} training samples cannot be shared by {num_replicas} processes")
         self.size, self.seed, self.num_replicas, self.rank, self.shuffle = size, seed, num_replicas, rank, shuffle
+        self.sample_seeds = sample_seeds
         self.epoch = self.start = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -33,14 +42,14 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.size // self.num_replicas
 
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:
-            order = torch.arange(self.size)
+    def __iter__(self) -> Iterator[tuple[int, int] | int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.size, generator=generator) if self.shuffle else torch.arange(self.size)
+        seeds = torch.randint(2**31, (self.size,), generator=generator)
         mine = order[self.rank:len(self) * self.num_replicas:self.num_replicas]
         start, self.start = self.start, 0
-        return iter(mine[start:].tolist())
+        mine = mine[start:]
+        return zip(mine.tolist(), seeds[mine].tolist()) if self.sample_seeds else iter(mine.tolist())
 
 
 class ResumableLoader(DataLoader):
@@ -72,8 +81,9 @@ class ResumableLoader(DataLoader):
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    """Loaders over given datasets. ``batch_size`` is the global batch of one optimiser
-    step: each process loads ``batch_size / (world size × accumulate_grad_batches)``."""
+    """Loaders over given datasets: segmentation samples or classification ones (an int
+    ``label``; ``data.collate`` batches either). ``batch_size`` is the global batch of one
+    optimiser step: each process loads ``batch_size / (world size × accumulate_grad_batches)``."""
 
     def __init__(self, train: Dataset, val: Dataset | None = None, batch_size: int = 16, val_batch_size: int = 1,
                  num_workers: int = 4, seed: int = 0) -> None:
@@ -112,7 +122,8 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> ResumableLoader:
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        sampler = EpochSampler(len(self.train), self.seed, world, rank)
+        sampler = EpochSampler(len(self.train), self.seed, world, rank,
+                               sample_seeds=isinstance(self.train, BaseDataset))
         return ResumableLoader(self.train, sampler, drop_last=True, **self._loader_args(self.per_device_batch_size()))
 
     def val_dataloader(self) -> DataLoader | list:
