@@ -1,5 +1,6 @@
 """Training and evaluation: metrics, inference (whole / sliding window / TTA), the
-optimiser recipe, the Lightning module and data module, experiments and evaluation.
+optimiser recipe, the Lightning modules (segmentation, and classification for encoder
+pre-training) and data module, experiments and evaluation.
 
 Names are imported on first use, so that ``engine.inference`` (used by prediction and
 export) does not pay for importing Lightning and torchmetrics.
@@ -11,6 +12,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "ClassificationModule": "classification",
     "EpochSampler": "datamodule",
     "ResumableLoader": "datamodule",
     "SegmentationDataModule": "datamodule",
@@ -18,6 +20,7 @@ _EXPORTS = {
     "load_for_eval": "evaluation",
     "DEFAULTS": "experiment",
     "build_model": "experiment",
+    "build_module": "experiment",
     "build_trainer": "experiment",
     "resolve_config": "experiment",
     "train": "experiment",

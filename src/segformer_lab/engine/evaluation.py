@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..models import SegmentationModel, load_model, load_weights
-from .experiment import CONFIG_FILE, build_model, resolve_config
+from .experiment import CLASSIFICATION, CONFIG_FILE, build_model, resolve_config
 from .inference import predict_logits
 from .metrics import SegmentationMetrics
 
@@ -26,6 +26,9 @@ def load_for_eval(path: str | os.PathLike) -> tuple[SegmentationModel, dict[str,
     path = Path(path)
     run_dir = path if path.is_dir() else path.parent.parent
     config = resolve_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
+    if config is not None and config["task"] == CLASSIFICATION:
+        raise ValueError(f"{run_dir} is a classification run (encoder pre-training), and eval scores segmentation: "
+                         f"its val/top1 and val/top5 are in its logs; fine-tune it with model.pretrained={run_dir}")
     if path.suffix == ".ckpt" and config is not None:
         model = build_model(config["model"], pretrained=False)
         load_weights(model, path)

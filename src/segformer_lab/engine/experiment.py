@@ -1,8 +1,13 @@
 """Experiments: a YAML config over ``DEFAULTS``, resolved with ``key.path=value``
 overrides, and the run that trains it into a run directory.
 
+``task`` is ``segmentation`` or ``classification`` (encoder pre-training: an
+``ImageClassifier`` over the named model's encoder, ``ClassificationModule``); the rest
+of the path (data module, trainer, callbacks, run directory) is the same for both.
+
 A run directory holds ``config.yaml`` (the resolved config), ``config.json`` and
-``model.safetensors`` (the best weights by validation mIoU, via ``save_pretrained``),
+``model.safetensors`` (the best weights by validation mIoU, or top-1 for classification,
+via ``save_pretrained``),
 ``checkpoints/`` (Lightning's ``last.ckpt`` and ``best-*.ckpt``, for resuming) and
 ``logs/{csv,tensorboard}/version_N/`` (one version per training session; TensorBoard
 when installed).
@@ -22,9 +27,10 @@ import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from ..models import SegmentationModel, create_model
+from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
 from ..models.segmentor import atomic_write
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
+from .classification import ClassificationModule
 from .datamodule import SegmentationDataModule
 from .module import SegmentationModule
 from .optim import OptimConfig
@@ -32,11 +38,13 @@ from .optim import OptimConfig
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
-MONITOR = "val/mIoU"
+SEGMENTATION, CLASSIFICATION = "segmentation", "classification"
+MONITORS = {SEGMENTATION: "val/mIoU", CLASSIFICATION: "val/top1"}  # what the best checkpoint maximises
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
+    "task": SEGMENTATION,
     "model": {"name": "segformer_b0", "num_classes": 150, "pretrained": None, "reset_classifier": False,
               "overrides": {}},
     "data": {"format": "ade20k", "root": None, "train_split": "training", "val_split": "validation",
@@ -45,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "optim": {"lr": 6e-5, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "head_lr_mult": 10.0,
               "warmup": 1500, "poly_power": 1.0},
     "val": {"mode": "whole", "crop": 512, "stride": 341, "scales": [1.0], "flip": False},
+    "classification": {"label_smoothing": 0.0},
     "checkpoint": {"every_n_train_steps": None},
     "trainer": {"precision": "32", "accumulate_grad_batches": 1,
                 "gradient_clip_val": None, "accelerator": "auto", "devices": "auto", "num_nodes": 1,
@@ -103,24 +112,40 @@ def resolve_config(config: str | os.PathLike | dict[str, Any], overrides: Sequen
     resolved = _merge(DEFAULTS, config)
     for text in overrides:
         resolved = _merge(resolved, parse_override(text))
+    if resolved["task"] not in MONITORS:
+        raise ValueError(f"unknown task {resolved['task']!r}; choose one of {sorted(MONITORS)}")
     return _numbers(resolved)
 
 
-def build_model(spec: dict[str, Any], pretrained: bool = True) -> SegmentationModel:
+def build_model(spec: dict[str, Any], pretrained: bool = True,
+                task: str = SEGMENTATION) -> SegmentationModel | ImageClassifier:
     """The model a config's ``model`` section describes, with its ``pretrained`` weights
-    if any (``pretrained=False``: freshly initialised)."""
-    return create_model(spec["name"], num_classes=spec["num_classes"],
-                        pretrained=spec["pretrained"] if pretrained else None,
+    if any (``pretrained=False``: freshly initialised). For ``classification``, an
+    ``ImageClassifier`` over the named model's encoder (``pretrained``: a classifier
+    checkpoint)."""
+    weights = spec["pretrained"] if pretrained else None
+    if task == CLASSIFICATION:
+        return create_classifier(spec["name"], num_classes=spec["num_classes"], pretrained=weights,
+                                 **spec["overrides"])
+    return create_model(spec["name"], num_classes=spec["num_classes"], pretrained=weights,
                         reset_classifier=spec["reset_classifier"], **spec["overrides"])
+
+
+def build_module(config: dict[str, Any], model: SegmentationModel | ImageClassifier) -> L.LightningModule:
+    """The LightningModule of the config's task around ``model``."""
+    optim = OptimConfig(**config["optim"])
+    if config["task"] == CLASSIFICATION:
+        return ClassificationModule(model, optim, **config["classification"])
+    return SegmentationModule(model, optim, config["val"])
 
 
 def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, **trainer_overrides: Any) -> L.Trainer:
     """A Trainer for ``config["trainer"]`` writing into ``run_dir``, with the run's
-    checkpoints (best by mIoU, mirrored to ``run_dir`` as weights; last), loggers,
-    throughput and learning-rate logging."""
+    checkpoints (best by the task's score, mIoU or top-1, mirrored to ``run_dir`` as
+    weights; last), loggers, throughput and learning-rate logging."""
     checkpoints = run_dir / CHECKPOINT_DIR
     best = BestCheckpoint(run_dir, dirpath=checkpoints, filename="best-e{epoch:03d}-s{step:06d}",
-                          auto_insert_metric_name=False, monitor=MONITOR, mode="max", save_top_k=1)
+                          auto_insert_metric_name=False, monitor=MONITORS[config["task"]], mode="max", save_top_k=1)
     callbacks = [
         *([best] if has_val else []),
         LastCheckpoint(checkpoints / LAST_CHECKPOINT, config["checkpoint"]["every_n_train_steps"]),
@@ -150,8 +175,8 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = Fal
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = datamodule or SegmentationDataModule.from_config(config["data"], config["seed"],
                                                                   config["model"]["num_classes"])
-    model = build_model(config["model"], pretrained=not resume)  # resuming restores the weights
-    module = SegmentationModule(model, OptimConfig(**config["optim"]), config["val"])
+    model = build_model(config["model"], pretrained=not resume, task=config["task"])  # resuming restores them
+    module = build_module(config, model)
     trainer = build_trainer(config, run_dir, has_val=datamodule.val is not None, **trainer_overrides)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

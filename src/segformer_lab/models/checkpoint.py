@@ -3,17 +3,20 @@
 Sources, recognised from the files themselves:
 
 - this project's directory: ``config.json`` with ``"format": "segformer_lab"`` and
-  ``model.safetensors`` (restored bit for bit);
+  ``model.safetensors`` (restored bit for bit); with ``"task": "classification"`` an
+  ``ImageClassifier`` (encoder pre-training), whose encoder initialises a segmentation
+  model (its ``classifier.*`` ignored, a fresh decode head) or which
+  ``load_classifier`` restores as a classifier;
 - a Hugging Face directory: ``config.json`` with ``"model_type": "segformer"`` and
   ``model.safetensors`` or ``pytorch_model.bin``, of ``SegformerForSemanticSegmentation``
   or of the encoder-only ``SegformerForImageClassification`` (``nvidia/mit-b*``);
 - a bare weights file (``.safetensors``, ``.bin``, ``.pth``, ``.pt``, ``.ckpt``).
 
-Key spellings accepted: ours; the Hub's (``segformer.encoder.*``, ``decode_head.linear_c.N``
-or ``decode_head.linear_projections.N``); transformers 5's in-memory names
-(``segformer.stages.N.blocks.M.attention.q_proj`` ...); the original NVlabs/mmseg ones
-(``backbone.block1.0.attn.kv`` ..., with or without ``backbone.``), optionally wrapped in
-``{"state_dict": ...}`` or ``{"model": ...}``.
+Key spellings accepted: ours (a segmentation model or an ``ImageClassifier``); the Hub's
+(``segformer.encoder.*``, ``decode_head.linear_c.N`` or ``decode_head.linear_projections.N``);
+transformers 5's in-memory names (``segformer.stages.N.blocks.M.attention.q_proj`` ...); the
+original NVlabs/mmseg ones (``backbone.block1.0.attn.kv`` ..., with or without ``backbone.``),
+optionally wrapped in ``{"state_dict": ...}`` or ``{"model": ...}``.
 
 Every source goes through one pipeline: read -> unwrap -> detect -> rename -> compare.
 Pickled files are opened only with ``torch.load(weights_only=True)``: a file that needs
@@ -35,6 +38,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .classifier import TASK as CLASSIFICATION
+from .classifier import ImageClassifier
 from .config import DecoderConfig, ModelConfig, StageConfig
 from .registry import get_config, list_models
 from .segmentor import CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME, SegmentationModel
@@ -49,6 +54,9 @@ MIT_HEADS = (1, 2, 5, 8)  # attention heads of every MiT variant; no weight stor
 WRAPPER_KEYS = ("state_dict", "model")
 WRAPPER_PREFIXES = ("module.", "model.")  # DistributedDataParallel, a Lightning module's ``self.model``
 MAX_LISTED = 5
+# What an encoder-only checkpoint leaves at its initialisation in a segmentation model:
+# the decode head, and the input resizer (which starts as plain bilinear resizing).
+OUTSIDE_ENCODER = ("decode_head.", "input_resizer.")
 
 
 class CheckpointError(RuntimeError):
@@ -162,8 +170,16 @@ KEY_FORMATS = (  # detection tries them in this order; ours is the fallback
         renames=HF_RENAMES,
         ignored=((r"^classifier\.", IMAGENET_HEAD),),
     ),
+    # an ImageClassifier of ours: our encoder keys beside a top-level classifier (ours
+    # never has one; the formats above carry a prefix or other names)
+    KeyFormat(
+        name=f"{FORMAT_TAG}_{CLASSIFICATION}",
+        signature=r"^classifier\.",
+        ignored=((r"^classifier\.", IMAGENET_HEAD),),
+    ),
 )
 OWN_FORMAT = KeyFormat(name=FORMAT_TAG, signature="")
+OWN_CLASSIFIER_FORMAT = KEY_FORMATS[-1]
 FORMATS_BY_NAME = {f.name: f for f in (*KEY_FORMATS, OWN_FORMAT)}
 
 
@@ -205,8 +221,12 @@ def _read(path: str | os.PathLike) -> _Source:
     elif config.get("format") == FORMAT_TAG:
         # Our own keys are never sniffed: a later model family may use names that look
         # like another format's.
-        source.own_config = {k: v for k, v in config.items() if k != "format"}
-        source.format = FORMAT_TAG
+        task = config.get("task")
+        if task not in (None, CLASSIFICATION):
+            raise CheckpointError(f"{path / CONFIG_NAME}: unknown task {task!r} (segmentation has none, or "
+                                  f"{CLASSIFICATION!r})")
+        source.own_config = {k: v for k, v in config.items() if k not in ("format", "task")}
+        source.format = OWN_CLASSIFIER_FORMAT.name if task == CLASSIFICATION else FORMAT_TAG
     elif config.get("model_type") == "segformer":
         source.hf_config = config
         source.format = _detect(state)
@@ -379,7 +399,7 @@ def _load_converted(
     for key in expected:
         if key in converted:
             continue
-        if encoder_only and key.startswith("decode_head."):
+        if encoder_only and key.startswith(OUTSIDE_ENCODER):
             fresh_head.append(key)
         elif any(fnmatch.fnmatchcase(key, p) for p in optional):
             declared.append(key)
@@ -405,7 +425,9 @@ def _load_converted(
         )
 
     if fresh_head:
-        _warn(report, "the checkpoint is encoder-only: the decode head is freshly initialised")
+        parts = [p.rstrip(".").replace("_", " ") for p in OUTSIDE_ENCODER if any(k.startswith(p) for k in fresh_head)]
+        _warn(report, f"the checkpoint is encoder-only: the {' and '.join(parts)} {'are' if len(parts) > 1 else 'is'} "
+                      "freshly initialised")
     if declared:
         _warn(report, f"not in the checkpoint, kept at initialisation (optional for this model): {_listing(declared)}")
     report.missing = fresh_head + declared + report.missing
@@ -549,13 +571,15 @@ def load_weights(model: nn.Module, path: str | os.PathLike, reset_classifier: bo
     Differences are explained or refused: a missing decode head (encoder-only
     checkpoints), a classifier for another class count (only with
     ``reset_classifier=True``), keys the model declares optional and ignorable entries
-    (an ImageNet classifier, mmseg's auxiliary head) are logged and reported; any other
-    missing, unexpected or differently shaped key raises ``CheckpointError`` naming the
-    keys and both shapes, and the model is left untouched.
+    (an ImageNet classifier or ours, mmseg's auxiliary head) are logged and reported; any
+    other missing, unexpected or differently shaped key raises ``CheckpointError`` naming
+    the keys and both shapes, and the model is left untouched.
     """
     source = _read(path)
     converted, ignored = _convert(source)
-    return _load_converted(model, source, converted, ignored, reset_classifier)
+    report = _load_converted(model, source, converted, ignored, reset_classifier)
+    log.info("loaded %s (%s format); %s", source.path, source.format, "; ".join(report.notes) or "all keys matched")
+    return report
 
 
 def load_model(path: str | os.PathLike) -> SegmentationModel:
@@ -572,6 +596,12 @@ def load_model(path: str | os.PathLike) -> SegmentationModel:
     assumptions: list[str] = []
     if source.own_config is not None:
         config = ModelConfig.from_dict(source.own_config)
+        if source.format == OWN_CLASSIFIER_FORMAT.name:
+            assumptions.append(
+                f"image classifier ({config.num_classes} image classes): the segmentation head gets "
+                f"{DEFAULT_NUM_CLASSES} classes (ADE20K's count)"
+            )
+            config = config.replace(num_classes=DEFAULT_NUM_CLASSES)
     elif source.hf_config is not None:
         config = _config_from_hf(source.hf_config, encoder_only, assumptions)
     else:
@@ -582,6 +612,33 @@ def load_model(path: str | os.PathLike) -> SegmentationModel:
     report = _load_converted(model, source, converted, ignored, reset_classifier=False)
     summary = "; ".join(report.notes) or "all keys matched"
     log.info("loaded %s (%s format) as %s; %s", source.path, source.format, config.name, summary)
+    return model.eval()
+
+
+def load_classifier_weights(model: ImageClassifier, path: str | os.PathLike) -> LoadReport:
+    """Load an ``ImageClassifier`` checkpoint of ours (a directory or its
+    ``model.safetensors``) into ``model``, all of it; any difference in keys or shapes is
+    a ``CheckpointError`` naming them, and the model is left untouched."""
+    source = _read(path)
+    if source.format != OWN_CLASSIFIER_FORMAT.name:
+        raise CheckpointError(
+            f"{path}: not an image classifier saved by segformer-lab ({source.format} format); a classifier loads "
+            "only those (a segmentation model takes the encoder of any checkpoint: create_model(pretrained=...))"
+        )
+    return _load_converted(model, source, source.state, {}, reset_classifier=False)
+
+
+def load_classifier(path: str | os.PathLike) -> ImageClassifier:
+    """The ``ImageClassifier`` a classifier directory (``save_pretrained``) describes, with
+    its weights; returned in eval mode."""
+    source = _read(path)
+    if source.own_config is None or source.format != OWN_CLASSIFIER_FORMAT.name:
+        raise CheckpointError(
+            f"{path}: not an image-classifier directory of segformer-lab (config.json with "
+            f'"task": "{CLASSIFICATION}" and model.safetensors)'
+        )
+    model = ImageClassifier(ModelConfig.from_dict(source.own_config))
+    _load_converted(model, source, source.state, {}, reset_classifier=False)
     return model.eval()
 
 

@@ -38,23 +38,13 @@ class SegmentationModel(nn.Module):
         self.input_resizer = LearnableResizer(config.in_channels) if config.input_resizer else None
         self.encoder = HierarchicalEncoder(config)
         self.decode_head = build_head(config.widths, config.decoder, config.num_classes)
-        self.apply(init_weights)
+        initialise(self)
         # mmseg's decode heads start the classifier at N(0, 0.01): near-uniform initial
         # predictions (the He init of a K-channel 1x1 conv gives logits of scale ~10).
         nn.init.normal_(self.decode_head.classifier.weight, std=0.01)
-        for module in self.modules():  # layers that must start as an identity map
-            if hasattr(module, "reset_to_identity"):
-                module.reset_to_identity()
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"expected pixel_values of shape [B, {self.config.in_channels}, H, W], got {tuple(pixel_values.shape)}"
-            )
-        if min(pixel_values.shape[-2:]) < self.min_size:
-            raise ValueError(
-                f"input {tuple(pixel_values.shape[-2:])} is too small: height and width must be >= {self.min_size}"
-            )
+        check_pixel_values(pixel_values, self.config.in_channels, self.min_size)
         if self.input_resizer is None:
             return self.decode_head(self.encoder(pixel_values))
         logits = self.decode_head(self.encoder(self.input_resizer(pixel_values, self.config.input_resizer)))
@@ -64,14 +54,7 @@ class SegmentationModel(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
     def no_weight_decay(self) -> set[str]:
-        """Names of parameters that should not be weight-decayed: biases, norm weights and
-        other vectors or scalars (gains, layer scales), and rotary frequencies, which
-        decay would pull toward zero, i.e. toward no position information."""
-        names = {n for n, p in self.named_parameters() if p.ndim <= 1}
-        for prefix, module in self.named_modules():
-            if isinstance(module, RotaryEmbedding2d):
-                names |= {f"{prefix}.{n}" for n, _ in module.named_parameters()}
-        return names
+        return no_weight_decay(self)
 
     def save_pretrained(
         self, directory: str | os.PathLike, model_card: bool = False, model_card_kwargs: dict | None = None
@@ -79,14 +62,7 @@ class SegmentationModel(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` into ``directory``, atomically;
         with ``model_card`` also a ``README.md`` model card (kept if one exists;
         ``model_card_kwargs`` go to ``models.hub.model_card``: profile, metrics, dataset ...)."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-        config = {"format": FORMAT_TAG, **self.config.to_dict()}
-        atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2)))
+        directory = write_pretrained(self, directory)
         if model_card:
             from .hub import write_model_card
 
@@ -106,6 +82,50 @@ class SegmentationModel(nn.Module):
         from .checkpoint import load_model
 
         return load_model(path)
+
+
+def write_pretrained(model: nn.Module, directory: str | os.PathLike, task: str | None = None) -> Path:
+    """This project's on-disk format: ``model.safetensors`` (the state dict) and
+    ``config.json`` (``{"format": "segformer_lab", ["task": task,] **model.config}``; no
+    task is a segmentation model), each written atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    config = {"format": FORMAT_TAG, **({"task": task} if task else {}), **model.config.to_dict()}
+    atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2)))
+    return directory
+
+
+def check_pixel_values(pixel_values: torch.Tensor, in_channels: int, min_size: int) -> None:
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != in_channels:
+        raise ValueError(f"expected pixel_values of shape [B, {in_channels}, H, W], got {tuple(pixel_values.shape)}")
+    if min(pixel_values.shape[-2:]) < min_size:
+        raise ValueError(
+            f"input {tuple(pixel_values.shape[-2:])} is too small: height and width must be >= {min_size}"
+        )
+
+
+def no_weight_decay(model: nn.Module) -> set[str]:
+    """Names of parameters that should not be weight-decayed: biases, norm weights and
+    other vectors or scalars (gains, layer scales), and rotary frequencies, which
+    decay would pull toward zero, i.e. toward no position information."""
+    names = {n for n, p in model.named_parameters() if p.ndim <= 1}
+    for prefix, module in model.named_modules():
+        if isinstance(module, RotaryEmbedding2d):
+            names |= {f"{prefix}.{n}" for n, _ in module.named_parameters()}
+    return names
+
+
+def initialise(model: nn.Module) -> None:
+    """``init_weights`` everywhere, then layers that must start as an identity map
+    (``reset_to_identity``) are reset."""
+    model.apply(init_weights)
+    for module in model.modules():
+        if hasattr(module, "reset_to_identity"):
+            module.reset_to_identity()
 
 
 def atomic_write(path: Path, write) -> None:
