@@ -49,3 +49,21 @@ def test_folded_head_gives_the_same_gradients_in_training():
     torch.testing.assert_close(
         folded.decode_head.batch_norm.running_var, published.decode_head.batch_norm.running_var
     )
+
+
+@pytest.mark.parametrize("mode", ["channel", "element"])
+def test_decoder_dropout_mode(mode):
+    """``channel`` (SegFormer's mmseg head) zeroes whole maps before the classifier;
+    ``element`` (transformers' port) single activations."""
+    head = sl.create_model("segformer_b0", num_classes=3, decoder={"dropout_mode": mode, "dropout": 0.5}).decode_head
+    head.train()
+    kept = head.dropout(torch.ones(2, 64, 9, 11)) != 0
+    per_map = kept.flatten(2)
+    whole_maps = bool((per_map.all(-1) | ~per_map.any(-1)).all())
+    assert whole_maps == (mode == "channel")
+    assert 0.2 < kept.float().mean() < 0.8
+
+
+def test_unknown_dropout_mode_is_refused():
+    with pytest.raises(sl.models.config.ConfigError, match="dropout_mode"):
+        sl.create_model("segformer_b0", decoder={"dropout_mode": "spatial"})

@@ -8,10 +8,10 @@ about half of a SegFormer-B0 training step, on a GPU several GB at batch 16.
 
 ``upsampled_cross_entropy`` computes the same value and gradient a band of label rows at
 a time, channels last: a band's logits are interpolated (each row and column blended
-from its two source rows and columns, exactly as ``F.interpolate`` does), reduced to the
-log-sum-exp and the label's logit, and dropped; backward recomputes each band and sends
-``softmax - onehot`` back through the same blends. It keeps the low-resolution logits
-and one float per pixel.
+from its two source rows and columns, with PyTorch's weights), reduced to the
+log-sum-exp and the label's logit, and the gradient ``softmax - onehot`` is sent back
+through the same blends in the same pass and kept at the logits' size. It never holds
+more than a band of upsampled logits.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from .metrics import IGNORE_INDEX
 
 BAND_ELEMENTS = 1 << 20  # upsampled logits per band: a few MB, so a band's passes stay in cache
 
-Blend = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def bilinear_sources(out_size: int, in_size: int, device: torch.device) -> Blend:
+def bilinear_sources(out_size: int, in_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bilinear resizing (``align_corners=False``) of ``in_size`` samples to ``out_size``:
     each output's two source indices and the weight of the second, as PyTorch computes
     them (source ``(i + 0.5) * in/out - 0.5``, clamped at 0; no antialiasing)."""
@@ -36,14 +33,82 @@ def bilinear_sources(out_size: int, in_size: int, device: torch.device) -> Blend
     return first, second, (src - first).float()
 
 
-def _band(x: torch.Tensor, rows: Blend, cols: Blend, start: int, stop: int) -> torch.Tensor:
-    """Upsampled logits of label rows ``[start, stop)``, ``[B, stop - start, W, K]``, from
-    channels-last float32 logits ``x`` ``[B, h, w, K]``."""
-    first, second, weight = rows
-    y = torch.lerp(x.index_select(1, first[start:stop]), x.index_select(1, second[start:stop]),
-                   weight[start:stop, None, None])  # fmt: skip
-    first, second, weight = cols
-    return torch.lerp(y.index_select(2, first), y.index_select(2, second), weight[:, None])
+class AxisResize:
+    """Bilinear resizing along one axis, ``in_size -> out_size``, applied to a range of
+    output indices (``resize``) and transposed (``accumulate``: the gradient of a range
+    added into the input's).
+
+    An integer factor ``s`` (SegFormer's stride 4 at the label size) has ``s`` phases with
+    fixed weights reading shifted slices of the input padded by one edge sample (the
+    clamping), so both directions are a few strided passes without index gathers; any
+    other ratio gathers its two sources per output. ``prepare`` the input once (pads in
+    the integer case); accumulate into ``zeros(accumulator_shape)``, then ``finish``.
+    """
+
+    def __init__(self, in_size: int, out_size: int, dim: int, device: torch.device) -> None:
+        self.in_size, self.out_size, self.dim = in_size, out_size, dim
+        self.factor = out_size // in_size if out_size % in_size == 0 else 0
+        if self.factor:
+            offsets = [(p + 0.5) / self.factor - 0.5 for p in range(self.factor)]
+            # (first source in padded coordinates relative to the cell, weight of the second)
+            self.phases = [(0, 1 + o) if o < 0 else (1, o) for o in offsets]
+        else:
+            self.first, self.second, self.weight = bilinear_sources(out_size, in_size, device)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.factor:
+            return x
+        n = x.shape[self.dim]
+        return torch.cat([x.narrow(self.dim, 0, 1), x, x.narrow(self.dim, n - 1, 1)], self.dim)
+
+    def accumulator_shape(self, shape: torch.Size) -> list[int]:
+        shape = list(shape)
+        shape[self.dim] = self.in_size + (2 if self.factor else 0)
+        return shape
+
+    def finish(self, acc: torch.Tensor) -> torch.Tensor:
+        """The input's gradient from an accumulator: edge padding folded back in."""
+        if not self.factor:
+            return acc
+        core = acc.narrow(self.dim, 1, self.in_size)
+        core.narrow(self.dim, 0, 1).add_(acc.narrow(self.dim, 0, 1))
+        core.narrow(self.dim, self.in_size - 1, 1).add_(acc.narrow(self.dim, self.in_size + 1, 1))
+        return core
+
+    def resize(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Outputs ``[start, stop)`` along ``dim`` from the prepared input ``x`` (with an
+        integer factor, ``start`` and ``stop - start`` must be multiples of it)."""
+        d = self.dim
+        if not self.factor:
+            shape = [1] * x.ndim
+            shape[d] = stop - start
+            w = self.weight[start:stop].view(shape)
+            return torch.lerp(x.index_select(d, self.first[start:stop]), x.index_select(d, self.second[start:stop]), w)
+        s, q0 = self.factor, start // self.factor
+        m = (stop - start) // s
+        shape = list(x.shape)
+        shape[d : d + 1] = [m, s]
+        out = torch.empty(shape, device=x.device, dtype=x.dtype)
+        for p, (a, w) in enumerate(self.phases):
+            torch.lerp(x.narrow(d, q0 + a, m), x.narrow(d, q0 + a + 1, m), w, out=out.select(d + 1, p))
+        return out.flatten(d, d + 1)
+
+    def accumulate(self, acc: torch.Tensor, g: torch.Tensor, start: int, stop: int) -> None:
+        """``acc += resizeᵀ g`` for ``g``, the gradient of outputs ``[start, stop)``."""
+        d = self.dim
+        if not self.factor:
+            shape = [1] * g.ndim
+            shape[d] = stop - start
+            w = self.weight[start:stop].view(shape)
+            acc.index_add_(d, self.first[start:stop], g * (1 - w)).index_add_(d, self.second[start:stop], g * w)
+            return
+        s, q0 = self.factor, start // self.factor
+        m = (stop - start) // s
+        g = g.unflatten(d, (m, s))
+        for p, (a, w) in enumerate(self.phases):
+            phase = g.select(d + 1, p)
+            acc.narrow(d, q0 + a, m).add_(phase, alpha=1 - w)
+            acc.narrow(d, q0 + a + 1, m).add_(phase, alpha=w)
 
 
 class _UpsampledCrossEntropy(torch.autograd.Function):
@@ -52,20 +117,25 @@ class _UpsampledCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-        x = logits.detach().float().permute(0, 2, 3, 1).contiguous()
+        x = logits.detach().float().permute(0, 2, 3, 1).contiguous()  # [B, h, w, K]
         batch, in_height, in_width, classes = x.shape
         height, width = labels.shape[-2:]
-        row_first, row_second, row_weight = rows = bilinear_sources(height, in_height, x.device)
-        col_first, col_second, col_weight = cols = bilinear_sources(width, in_width, x.device)
+        rows = AxisResize(in_height, height, 1, x.device)
+        cols = AxisResize(in_width, width, 2, x.device)
         band = max(1, BAND_ELEMENTS // (batch * width * classes))
+        if rows.factor:
+            band = max(rows.factor, band - band % rows.factor)
         valid = labels != ignore_index
         targets = torch.where(valid, labels, 0)[..., None]
         count = valid.sum()
         total = torch.zeros((), device=x.device, dtype=torch.float32)
-        grad = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        need_grad = ctx.needs_input_grad[0]
+        x_rows = rows.prepare(x)
+        grad = x.new_zeros(rows.accumulator_shape(x.shape)) if need_grad else None
         for start in range(0, height, band):
             stop = min(start + band, height)
-            z = _band(x, rows, cols, start, stop)
+            y = rows.resize(x_rows, start, stop)  # [B, r, w, K]
+            z = cols.resize(cols.prepare(y), 0, width)  # [B, r, W, K]
             here = valid[:, start:stop, :, None]
             target = targets[:, start:stop]
             shift = z.amax(-1, keepdim=True)
@@ -73,17 +143,13 @@ class _UpsampledCrossEntropy(torch.autograd.Function):
             e = z.sub_(shift).exp_()
             norm = e.sum(-1, keepdim=True)
             total += ((norm.log() + shift - picked) * here).sum()  # log-sum-exp - label logit
-            if grad is None:
+            if not need_grad:
                 continue
             g = e.div_(norm).scatter_add_(-1, target, -torch.ones_like(picked)).mul_(here)  # softmax - onehot
-            # back through the column blend, then the row blend
-            g_rows = torch.zeros((batch, stop - start, in_width, classes), device=x.device, dtype=x.dtype)
-            w = col_weight[:, None]
-            g_rows.index_add_(2, col_first, g * (1 - w)).index_add_(2, col_second, g.mul_(w))
-            w = row_weight[start:stop, None, None]
-            grad.index_add_(1, row_first[start:stop], g_rows * (1 - w))
-            grad.index_add_(1, row_second[start:stop], g_rows.mul_(w))
-        ctx.save_for_backward(grad, count)
+            g_rows = y.new_zeros(cols.accumulator_shape(y.shape))
+            cols.accumulate(g_rows, g, 0, width)
+            rows.accumulate(grad, cols.finish(g_rows), start, stop)
+        ctx.save_for_backward(rows.finish(grad) if need_grad else None, count)
         ctx.dtype = logits.dtype
         return total / count.clamp(min=1)
 

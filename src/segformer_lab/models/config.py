@@ -21,6 +21,7 @@ from ..layers.rope import KEY_POSITIONS, POS_ENCODINGS
 
 DECODER_TYPES = ("all_mlp", "weighted_sum")
 DECODER_ACTIVATIONS = ("relu", "relu6")
+DROPOUT_MODES = ("channel", "element")
 MIXERS = ("efficient", "pooled", "pooling", "xca", "separable", "deformable", "irmb")
 # Mixers whose keys sit on a spatial grid, where rotary embeddings apply.
 GRID_KEY_MIXERS = ("efficient", "pooled")
@@ -170,11 +171,15 @@ class DecoderConfig:
     (same function, a fraction of the cost); ``fold=False`` runs the published
     computation literally, for reference and profiling. ``resizer`` replaces the
     bilinear upsampling of the stage maps by learnable resizers (ablation; no folding).
+    ``dropout_mode``: ``channel`` drops whole feature maps before the classifier, as
+    SegFormer's own decode head (mmseg's ``Dropout2d``) did when the published weights
+    were trained; ``element`` drops single activations, as transformers' port does.
     """
 
     type: str = "all_mlp"
     width: int = 256
     dropout: float = 0.1
+    dropout_mode: str = "channel"
     fold: bool = True
     act: str = "relu"
     resizer: bool = False
@@ -182,6 +187,7 @@ class DecoderConfig:
     def validate(self) -> None:
         check_choice("decoder", "type", self.type, DECODER_TYPES)
         check_choice("decoder", "act", self.act, DECODER_ACTIVATIONS)
+        check_choice("decoder", "dropout_mode", self.dropout_mode, DROPOUT_MODES)
         if self.width < 1:
             raise ConfigError(f"decoder width must be >= 1, got {self.width}")
         if not 0.0 <= self.dropout < 1.0:

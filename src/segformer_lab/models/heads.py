@@ -1,8 +1,8 @@
 """Decode heads: turn the encoder's stage maps into per-pixel class logits at stride 4.
 
 Both heads project every stage to ``D`` channels, bring it to the first stage's
-resolution, combine the stages linearly, then BatchNorm, activation, dropout and a 1x1
-classifier. They differ only in the linear combination: SegFormer's all-MLP head
+resolution, combine the stages linearly, then BatchNorm, activation, dropout (of whole
+channels by default, as SegFormer's mmseg head) and a 1x1 classifier. They differ only in the linear combination: SegFormer's all-MLP head
 concatenates and applies ``linear_fuse``; BoostFormer's weighted-sum head adds the stages
 with a learnable scalar each.
 """
@@ -56,7 +56,7 @@ class ProjectedSumHead(nn.Module):
         self.resizers = nn.ModuleList(LearnableResizer(d) for _ in in_widths[1:]) if config.resizer else None
         self.batch_norm = nn.BatchNorm2d(d)
         self.act = build_act(config.act)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = nn.Dropout2d(config.dropout) if config.dropout_mode == "channel" else nn.Dropout(config.dropout)
         self.classifier = nn.Conv2d(d, num_classes, kernel_size=1)
 
     def mix(self, stage: int, t: torch.Tensor) -> torch.Tensor:
