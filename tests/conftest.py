@@ -45,3 +45,15 @@ def onnx_matches(tmp_path):
             torch.testing.assert_close(torch.from_numpy(out), model(x), atol=1e-4, rtol=1e-4)
 
     return check
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a whole module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    the test machine's cores are shared, and more threads only spin. Module-scoped, so
+    module fixtures that train (demo runs, finished runs) get it too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

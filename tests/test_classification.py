@@ -24,12 +24,7 @@ from segformer_lab.models import ImageClassifier, SegmentationModel, load_weight
 NUM_CLASSES = 3  # make_tiny's wnids
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

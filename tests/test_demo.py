@@ -23,13 +23,7 @@ TINY = ["--train-images", "16", "--val-images", "4", "--steps", "2", "--set", "d
 PLOTS = ("miou_vs_gmacs.png", "training_curves.png", "miou_vs_size.png", "predictions.png")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The test machine's cores are shared: more threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_demo(out: Path, *extra: str, models=MODELS) -> str:

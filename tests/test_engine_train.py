@@ -27,14 +27,7 @@ NUM_CLASSES = 150
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine's cores are shared: more threads only spin. Subprocesses get
-    OMP_NUM_THREADS=1 too, so that all runs compute bit for bit alike."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_dataset(root: Path) -> Path:

@@ -31,6 +31,7 @@ _EXPORTS = {
     "scores": "metrics",
     "NonFiniteLossError": "module",
     "SegmentationModule": "module",
+    "TrainingModule": "module",
     "OptimConfig": "optim",
     "WarmupPoly": "optim",
     "build_optimizer": "optim",

@@ -20,27 +20,25 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the run stops before anything is saved."""
 
 
-class SegmentationModule(L.LightningModule):
-    """Cross-entropy (``ignore_index`` 255) on logits upsampled to the label size (fused:
-    ``losses.upsampled_cross_entropy``); validation
-    with ``predict_logits(**inference)`` into a confusion matrix synchronised across
-    processes, logged as ``val/mIoU``, ``val/mAcc``, ``val/aAcc`` in percent. The scores of
-    the last validation (with the matrix) stay in ``val_scores``."""
+class TrainingModule(L.LightningModule):
+    """What every task's module shares: the model, the optimiser recipe (``configure_optimizers``),
+    a training step that stops every process on a non-finite loss, and the random state
+    in checkpoints. Subclasses define ``loss(batch)`` and validation."""
 
-    def __init__(self, model: torch.nn.Module, optim: OptimConfig | None = None,
-                 inference: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, optim: OptimConfig | None = None) -> None:
         super().__init__()
         self.model = model
         self.optim = optim or OptimConfig()
-        self.inference = dict(inference or {})
-        self.val_metrics = SegmentationMetrics(model.config.num_classes)
         self.val_scores: dict[str, torch.Tensor] = {}
         self._rng_to_restore: dict[str, Any] | None = None
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
         if batch is None:  # every sample of the batch was a bad file (skip_bad)
             return None
-        loss = upsampled_cross_entropy(self.model(batch["pixel_values"]), batch["labels"])
+        loss = self.loss(batch)
         # decided together, so that under DDP every process stops (none waits for the others)
         if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
             raise NonFiniteLossError(
@@ -49,25 +47,6 @@ class SegmentationModule(L.LightningModule):
                 "optim.lr, set trainer.gradient_clip_val, or check the data before resuming")
         self.log("train/loss", loss, prog_bar=True)
         return loss
-
-    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
-        if batch is None:
-            return
-        images, labels = batch["pixel_values"], batch["labels"]
-        if torch.is_tensor(images) and torch.is_tensor(labels):  # one size: score the batch at once
-            images, labels = [images], [labels]
-        else:  # a list of differently sized samples
-            images, labels = [x[None] for x in images], [y[None] for y in labels]
-        for image, label in zip(images, labels):
-            logits = predict_logits(self.model, image, label.shape[-2:], **self.inference)
-            self.val_metrics.update(logits.argmax(1), label)
-
-    def on_validation_epoch_end(self) -> None:
-        self.val_scores = self.val_metrics.compute()  # summed over processes
-        self.val_metrics.reset()
-        # identical on every process already: no further sync
-        self.log_dict({f"val/{k}": 100 * self.val_scores[k].float() for k in ("mIoU", "mAcc", "aAcc")},
-                      prog_bar=True, sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.optim)
@@ -87,6 +66,42 @@ class SegmentationModule(L.LightningModule):
         if self._rng_to_restore is not None:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
+
+
+class SegmentationModule(TrainingModule):
+    """Cross-entropy (``ignore_index`` 255) on logits upsampled to the label size (fused:
+    ``losses.upsampled_cross_entropy``); validation with ``predict_logits(**inference)``
+    into a confusion matrix synchronised across processes, logged as ``val/mIoU``,
+    ``val/mAcc``, ``val/aAcc`` in percent. The scores of the last validation (with the
+    matrix) stay in ``val_scores``."""
+
+    def __init__(self, model: torch.nn.Module, optim: OptimConfig | None = None,
+                 inference: dict[str, Any] | None = None) -> None:
+        super().__init__(model, optim)
+        self.inference = dict(inference or {})
+        self.val_metrics = SegmentationMetrics(model.config.num_classes)
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        return upsampled_cross_entropy(self.model(batch["pixel_values"]), batch["labels"])
+
+    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        if batch is None:
+            return
+        images, labels = batch["pixel_values"], batch["labels"]
+        if torch.is_tensor(images) and torch.is_tensor(labels):  # one size: score the batch at once
+            images, labels = [images], [labels]
+        else:  # a list of differently sized samples
+            images, labels = [x[None] for x in images], [y[None] for y in labels]
+        for image, label in zip(images, labels):
+            logits = predict_logits(self.model, image, label.shape[-2:], **self.inference)
+            self.val_metrics.update(logits.argmax(1), label)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_scores = self.val_metrics.compute()  # summed over processes
+        self.val_metrics.reset()
+        # identical on every process already: no further sync
+        self.log_dict({f"val/{k}": 100 * self.val_scores[k].float() for k in ("mIoU", "mAcc", "aAcc")},
+                      prog_bar=True, sync_dist=False)
 
 
 def get_rng_states() -> dict[str, Any]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .encoder import HierarchicalEncoder
-from .registry import get_config
+from .registry import build_config
 from .segmentor import SegmentationModel, check_pixel_values, initialise, no_weight_decay, write_pretrained
 
 TASK = "classification"  # config.json's "task" entry
@@ -73,12 +73,7 @@ def create_classifier(
     (``create_classifier("boostformer_b2", num_classes=200)``) or of ``config``;
     ``overrides`` are ``ModelConfig`` fields, as for ``create_model``. ``pretrained``: a
     classifier checkpoint of the same architecture (all of it is loaded)."""
-    if (name is None) == (config is None):
-        raise ValueError("pass exactly one of a model name or config=")
-    if num_classes is not None:
-        overrides["num_classes"] = num_classes
-    config = get_config(name, **overrides) if name is not None else config.replace(**overrides)
-    model = ImageClassifier(config)
+    model = ImageClassifier(build_config(name, config, num_classes, overrides))
     if pretrained is not None:
         from .checkpoint import load_classifier_weights
 

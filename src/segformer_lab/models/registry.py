@@ -47,6 +47,17 @@ def get_config(name: str, **overrides) -> ModelConfig:
     return _REGISTRY[name]().replace(name=name, **overrides)
 
 
+def build_config(
+    name: str | None, config: ModelConfig | None, num_classes: int | None, overrides: dict
+) -> ModelConfig:
+    """The config a ``create_*(name or config=, num_classes, **overrides)`` call describes."""
+    if (name is None) == (config is None):
+        raise ValueError("pass exactly one of a model name or config=")
+    if num_classes is not None:
+        overrides = {**overrides, "num_classes": num_classes}
+    return get_config(name, **overrides) if name is not None else config.replace(**overrides)
+
+
 def create_model(
     name: str | None = None,
     num_classes: int | None = None,
@@ -63,12 +74,7 @@ def create_model(
     reported, unexpected ones are errors. With ``reset_classifier=True`` a checkpoint with
     another class count loads everything but the classifier (for fine-tuning).
     """
-    if (name is None) == (config is None):
-        raise ValueError("pass exactly one of a model name or config=")
-    if num_classes is not None:
-        overrides["num_classes"] = num_classes
-    config = get_config(name, **overrides) if name is not None else config.replace(**overrides)
-    model = SegmentationModel(config)
+    model = SegmentationModel(build_config(name, config, num_classes, overrides))
     if pretrained is not None:
         from .checkpoint import load_weights
 
