@@ -14,7 +14,7 @@ from segformer_lab import create_model
 from segformer_lab.engine import (
     OptimConfig,
     SegmentationMetrics,
-    WarmupPoly,
+    WarmupDecay,
     build_optimizer,
     build_scheduler,
     param_groups,
@@ -163,10 +163,17 @@ def test_param_groups_decoder_lr_and_no_decay():
     assert all(model.get_parameter(names[id(p)]).ndim > 1 for p in groups["encoder"]["params"])
 
 
-def test_warmup_poly_schedule():
-    schedule = WarmupPoly(total=100, warmup=10, power=1.0)
+def test_warmup_poly_and_cosine_schedules():
+    schedule = WarmupDecay(total=100, warmup=10, power=1.0)
     assert [schedule(t) for t in (0, 5, 10, 55, 100, 120)] == pytest.approx([0, 0.5, 1.0, 0.5, 0.0, 0.0])
-    assert WarmupPoly(100, 0, power=2.0)(50) == pytest.approx(0.25)
+    assert WarmupDecay(100, 0, power=2.0)(50) == pytest.approx(0.25)
+    cosine = WarmupDecay(total=110, warmup=10, kind="cosine", floor=0.1)
+    assert [cosine(t) for t in (5, 10, 35, 60, 110, 130)] == pytest.approx(
+        [0.5, 1.0, 0.1 + 0.9 * (1 + 2 ** -0.5) / 2, 0.55, 0.1, 0.1])
+    with pytest.raises(ValueError, match="unknown schedule"):
+        WarmupDecay(10, 0, kind="step")
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        WarmupDecay(10, 0, floor=1.0)
 
     model = nn.Linear(2, 2)
     config = OptimConfig(lr=0.1, weight_decay=0.0, warmup=0.1, poly_power=0.9)  # warmup: 10% of 50 = 5

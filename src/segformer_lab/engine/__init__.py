@@ -33,7 +33,7 @@ _EXPORTS = {
     "SegmentationModule": "module",
     "TrainingModule": "module",
     "OptimConfig": "optim",
-    "WarmupPoly": "optim",
+    "WarmupDecay": "optim",
     "build_optimizer": "optim",
     "build_scheduler": "optim",
     "param_groups": "optim",

@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
              "train_transforms": {"name": "segformer_ade"}, "val_transforms": {"name": "val"},
              "batch_size": 16, "val_batch_size": 1, "num_workers": 4, "skip_bad": False, "options": {}},
     "optim": {"lr": 6e-5, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "head_lr_mult": 10.0,
-              "warmup": 1500, "poly_power": 1.0},
+              "warmup": 1500, "poly_power": 1.0, "schedule": "poly", "min_lr_ratio": 0.0},
     "val": {"mode": "whole", "crop": 512, "stride": 341, "scales": [1.0], "flip": False},
     "classification": {"label_smoothing": 0.0},
     "checkpoint": {"every_n_train_steps": None},

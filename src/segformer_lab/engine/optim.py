@@ -1,10 +1,12 @@
 """The optimiser recipe of SegFormer-style training: AdamW with a faster decoder and no
 weight decay on vectors, and a per-iteration learning-rate schedule (linear warmup from
-zero, then polynomial decay to zero)."""
+zero, then polynomial decay, SegFormer's, or cosine decay, DeiT's, to a floor)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import torch
 from torch import nn
@@ -15,7 +17,8 @@ HEAD_PREFIX = "decode_head."
 @dataclass(frozen=True)
 class OptimConfig:
     """``warmup``: iterations (an int) or a fraction of all iterations (a float < 1).
-    ``poly_power`` 1.0 is a linear decay."""
+    ``schedule``: ``poly`` (``poly_power`` 1.0 is a linear decay) or ``cosine``; both end
+    at ``min_lr_ratio`` × lr."""
 
     lr: float = 6e-5
     weight_decay: float = 0.01
@@ -24,6 +27,8 @@ class OptimConfig:
     head_lr_mult: float = 10.0
     warmup: int | float = 1500
     poly_power: float = 1.0
+    schedule: str = "poly"
+    min_lr_ratio: float = 0.0
 
     def warmup_iters(self, total: int) -> int:
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)):
@@ -62,24 +67,35 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
 
 
-class WarmupPoly:
-    """LR factor at iteration ``t``: ``t / warmup`` during warmup, then
-    ``(1 - (t - warmup) / (total - warmup)) ** power``, reaching 0 at ``total``."""
+SCHEDULES = ("poly", "cosine")
 
-    def __init__(self, total: int, warmup: int, power: float = 1.0) -> None:
+
+class WarmupDecay:
+    """LR factor at iteration ``t``: ``t / warmup`` during warmup, then a decay from 1 at
+    the end of warmup to ``floor`` at ``total``: ``poly``, ``floor + (1 - floor) * (1 -
+    p) ** power``, or ``cosine``, ``floor + (1 - floor) * (1 + cos(pi p)) / 2``, with
+    ``p`` the fraction of the decay done."""
+
+    def __init__(self, total: int, warmup: int, kind: str = "poly", power: float = 1.0, floor: float = 0.0) -> None:
         if total < 1 or not 0 <= warmup <= total:
             raise ValueError(f"need total >= 1 and 0 <= warmup <= total, got total {total}, warmup {warmup}")
-        self.total, self.warmup, self.power = total, warmup, power
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {kind!r}; choose one of {SCHEDULES}")
+        if not 0.0 <= floor < 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1), got {floor}")
+        self.total, self.warmup, self.kind, self.power, self.floor = total, warmup, kind, power, floor
 
     def __call__(self, t: int) -> float:
         if t < self.warmup:
             return t / self.warmup
         decay = self.total - self.warmup
-        return max(0.0, 1.0 - (t - self.warmup) / decay) ** self.power if decay else 0.0
+        done = min(1.0, (t - self.warmup) / decay) if decay else 1.0
+        shape = (1.0 - done) ** self.power if self.kind == "poly" else (1.0 + math.cos(math.pi * done)) / 2
+        return self.floor + (1.0 - self.floor) * shape
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total: int
                     ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warmup + poly over ``total`` optimiser steps (to be stepped once per step)."""
-    schedule = WarmupPoly(total, config.warmup_iters(total), config.poly_power)
+    """Warmup + decay over ``total`` optimiser steps (to be stepped once per step)."""
+    schedule = WarmupDecay(total, config.warmup_iters(total), config.schedule, config.poly_power, config.min_lr_ratio)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
