@@ -60,6 +60,14 @@ def test_channels_last_logits_and_reduced_precision():
     assert grad.dtype == torch.bfloat16
 
 
+def test_float32_under_autocast():
+    logits, labels = random_case(1, 4, (6, 6), (24, 24), seed=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = upsampled_cross_entropy(logits, labels)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, reference(logits.detach(), labels))
+
+
 def test_scaled_loss_scales_the_gradient():
     logits, labels = random_case(1, 3, (4, 4), (10, 12), seed=2)
     (g1,) = torch.autograd.grad(upsampled_cross_entropy(logits, labels), logits)

@@ -111,45 +111,53 @@ class AxisResize:
             acc.narrow(d, q0 + a + 1, m).add_(phase, alpha=w)
 
 
+def _loss_and_gradient(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Summed cross-entropy over labelled pixels, its gradient with respect to the
+    channels-last logits (``None`` unless ``need_grad``) and the number of labelled pixels."""
+    x = logits.detach().float().permute(0, 2, 3, 1).contiguous()  # [B, h, w, K]
+    batch, in_height, in_width, classes = x.shape
+    height, width = labels.shape[-2:]
+    rows = AxisResize(in_height, height, 1, x.device)
+    cols = AxisResize(in_width, width, 2, x.device)
+    band = max(1, BAND_ELEMENTS // (batch * width * classes))
+    if rows.factor:
+        band = max(rows.factor, band - band % rows.factor)
+    valid = labels != ignore_index
+    targets = torch.where(valid, labels, 0)[..., None]
+    total = torch.zeros((), device=x.device, dtype=torch.float32)
+    x_rows = rows.prepare(x)
+    grad = x.new_zeros(rows.accumulator_shape(x.shape)) if need_grad else None
+    for start in range(0, height, band):
+        stop = min(start + band, height)
+        y = rows.resize(x_rows, start, stop)  # [B, r, w, K]
+        z = cols.resize(cols.prepare(y), 0, width)  # [B, r, W, K]
+        here = valid[:, start:stop, :, None]
+        target = targets[:, start:stop]
+        shift = z.amax(-1, keepdim=True)
+        picked = z.gather(-1, target)
+        e = z.sub_(shift).exp_()
+        norm = e.sum(-1, keepdim=True)
+        total += ((norm.log() + shift - picked) * here).sum()  # log-sum-exp - label logit
+        if grad is None:
+            continue
+        g = e.div_(norm).scatter_add_(-1, target, -torch.ones_like(picked)).mul_(here)  # softmax - onehot
+        g_rows = y.new_zeros(cols.accumulator_shape(y.shape))
+        cols.accumulate(g_rows, g, 0, width)
+        rows.accumulate(grad, cols.finish(g_rows), start, stop)
+    return total, None if grad is None else rows.finish(grad), valid.sum()
+
+
 class _UpsampledCrossEntropy(torch.autograd.Function):
     """Forward also computes the gradient when one is needed (the band is at hand then,
     and its softmax is a by-product of the log-sum-exp): backward only scales it."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-        x = logits.detach().float().permute(0, 2, 3, 1).contiguous()  # [B, h, w, K]
-        batch, in_height, in_width, classes = x.shape
-        height, width = labels.shape[-2:]
-        rows = AxisResize(in_height, height, 1, x.device)
-        cols = AxisResize(in_width, width, 2, x.device)
-        band = max(1, BAND_ELEMENTS // (batch * width * classes))
-        if rows.factor:
-            band = max(rows.factor, band - band % rows.factor)
-        valid = labels != ignore_index
-        targets = torch.where(valid, labels, 0)[..., None]
-        count = valid.sum()
-        total = torch.zeros((), device=x.device, dtype=torch.float32)
-        need_grad = ctx.needs_input_grad[0]
-        x_rows = rows.prepare(x)
-        grad = x.new_zeros(rows.accumulator_shape(x.shape)) if need_grad else None
-        for start in range(0, height, band):
-            stop = min(start + band, height)
-            y = rows.resize(x_rows, start, stop)  # [B, r, w, K]
-            z = cols.resize(cols.prepare(y), 0, width)  # [B, r, W, K]
-            here = valid[:, start:stop, :, None]
-            target = targets[:, start:stop]
-            shift = z.amax(-1, keepdim=True)
-            picked = z.gather(-1, target)
-            e = z.sub_(shift).exp_()
-            norm = e.sum(-1, keepdim=True)
-            total += ((norm.log() + shift - picked) * here).sum()  # log-sum-exp - label logit
-            if not need_grad:
-                continue
-            g = e.div_(norm).scatter_add_(-1, target, -torch.ones_like(picked)).mul_(here)  # softmax - onehot
-            g_rows = y.new_zeros(cols.accumulator_shape(y.shape))
-            cols.accumulate(g_rows, g, 0, width)
-            rows.accumulate(grad, cols.finish(g_rows), start, stop)
-        ctx.save_for_backward(rows.finish(grad) if need_grad else None, count)
+        with torch.autocast(logits.device.type, enabled=False):  # float32 whatever autocast says
+            total, grad, count = _loss_and_gradient(logits, labels, ignore_index, ctx.needs_input_grad[0])
+        ctx.save_for_backward(grad, count)
         ctx.dtype = logits.dtype
         return total / count.clamp(min=1)
 
