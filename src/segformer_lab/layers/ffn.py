@@ -60,7 +60,9 @@ class MixConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_nchw(x)
-        small, large = x[:, : self.split], x[:, self.split :]
+        # split, not slicing: a slice's backward writes into a fresh contiguous gradient,
+        # which sends the BatchNorm before it down its slow mixed-layout path in training
+        small, large = torch.split(x, [self.split, x.shape[1] - self.split], dim=1)
         return to_nhwc(torch.cat([self.conv3(small), self.conv5(large)], dim=1))
 
 
