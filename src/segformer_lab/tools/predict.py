@@ -65,22 +65,26 @@ def expand_inputs(tokens: list[str]) -> list[Input]:
         for p in images:
             add(p, str(p))
 
-    for token in tokens:
-        path = Path(token)
+    def add_existing(name: str) -> bool:
+        """A directory's images or a file, if ``name`` is either."""
+        path = Path(name)
         if path.is_dir():
             add_directory(path)
         elif path.is_file():
-            add(path, token)
-        elif any(c in token for c in GLOB_CHARS):
+            add(path, name)
+        else:
+            return False
+        return True
+
+    for token in tokens:
+        if add_existing(token):
+            continue
+        if any(c in token for c in GLOB_CHARS):
             matches = sorted(glob.glob(token, recursive=True))
             if not matches:
                 inputs.append(Input(name=token, path=None, error="no file matches this pattern"))
             for match in matches:
-                p = Path(match)
-                if p.is_dir():
-                    add_directory(p)
-                elif p.is_file():
-                    add(p, match)
+                add_existing(match)
         else:
             inputs.append(Input(name=token, path=None, error="no such file or directory"))
     return inputs
