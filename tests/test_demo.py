@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from segformer_lab import cli

@@ -22,6 +22,7 @@ from .metrics import IGNORE_INDEX
 
 BAND_ELEMENTS = 1 << 20  # upsampled logits per band: a few MB, so a band's passes stay in cache
 
+
 def bilinear_sources(out_size: int, in_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bilinear resizing (``align_corners=False``) of ``in_size`` samples to ``out_size``:
     each output's two source indices and the weight of the second, as PyTorch computes
