@@ -236,3 +236,33 @@ def test_augmentation_is_exact_after_a_mid_epoch_resume_with_workers(tmp_path):
     other_epoch = loader(0)
     other_epoch.sampler.set_epoch(2)
     assert not all(torch.equal(a["pixel_values"], b["pixel_values"]) for a, b in zip(other_epoch, full))
+
+
+@pytest.mark.parametrize("data_format", ["folder", "parquet"])
+def test_cli_trains_on_folder_and_parquet_data(data_format, tmp_path):
+    """The user-folder format and scene_parse_150-style parquet files train through
+    ``segformer-lab train`` as ADE20K does (validation on the training split here)."""
+    from test_data import encode, folder_mask, make_folder, make_parquet, raw_ade_mask, rgb
+
+    if data_format == "folder":
+        root, classes, split = make_folder(tmp_path, {"a": folder_mask(), "b": folder_mask()}), 3, "train"
+    else:
+        rows = [(encode(rgb(), "JPEG"), encode(raw_ade_mask(), "PNG")) for _ in range(2)]
+        root, classes, split = tmp_path / "parquet", NUM_CLASSES, "train"
+        make_parquet(root / "data" / "train-00000-of-00001.parquet", rows)
+    config = {
+        "model": {"name": "segformer_b0", "num_classes": classes},
+        "data": {"format": data_format, "root": str(root), "train_split": split, "val_split": split,
+                 "train_transforms": {"name": "rope_seed", "size": [32, 32]},
+                 "val_transforms": {"name": "val", "scale": [64, 32]}, "batch_size": 2, "num_workers": 0},
+        "optim": {"lr": 1e-3, "warmup": 0},
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1,
+                    "enable_progress_bar": False, "enable_model_summary": False},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", str(path), "--out", str(run_dir)]) == 0
+    assert load_model(run_dir).config.num_classes == classes
+    metrics = (run_dir / "logs/csv/version_0/metrics.csv").read_text()
+    assert "train/loss" in metrics and "val/mIoU" in metrics
