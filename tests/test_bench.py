@@ -160,3 +160,13 @@ def test_cli_data_bench(tmp_path, capsys):
     assert "FORMAT:PATH" in capsys.readouterr().err
     assert main(["bench", "segformer_b0", "--data"]) != 0
     assert "give no model" in capsys.readouterr().err
+
+
+def test_compare_hf_refuses_models_transformers_cannot_express(capsys):
+    """transformers' SegFormer would load a RoPE model's weights and silently run it
+    without RoPE: refused, naming what differs."""
+    pytest.importorskip("transformers")
+    with pytest.raises(ValueError, match=r"no transformers equivalent.*stage 0: pos_encoding='mixed'"):
+        benchmark("segformer_b0_rope_mixed", compare_hf=True, **FAST)
+    assert main(["bench", "boostformer_b0", "--size", "64", "64", "--repeats", "1", "--train", "--compare-hf"]) == 2
+    assert "mixer='pooling'" in capsys.readouterr().err

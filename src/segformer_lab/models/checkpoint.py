@@ -31,7 +31,7 @@ import logging
 import os
 import pickle
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -648,11 +648,41 @@ def to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return {(HF_PREFIX + k if k.startswith("encoder.") else k): v for k, v in state_dict.items()}
 
 
+# What a transformers SegformerConfig can say about a stage; every other field must keep
+# its plain-SegFormer default (``fold`` changes how, not what, a model computes).
+HF_STAGE_FIELDS = ("width", "depth", "num_heads", "sr_ratio", "patch_size", "stride", "mlp_ratio", "fold")
+
+
+def transformers_differences(config: ModelConfig) -> list[str]:
+    """Where ``config`` departs from plain SegFormer, which transformers' model is (RoPE,
+    BoostFormer components, resizers ...): ``["stage 0: mixer='pooled'", ...]``."""
+    differences = []
+    for i, stage in enumerate(config.stages):
+        plain = StageConfig(**{name: getattr(stage, name) for name in HF_STAGE_FIELDS})
+        differences += [f"stage {i}: {f.name}={getattr(stage, f.name)!r}" for f in fields(StageConfig)
+                        if getattr(stage, f.name) != getattr(plain, f.name)]  # fmt: skip
+    decoder = config.decoder
+    plain = DecoderConfig(width=decoder.width, dropout=decoder.dropout, dropout_mode=decoder.dropout_mode,
+                          fold=decoder.fold)  # fmt: skip
+    differences += [f"decoder: {f.name}={getattr(decoder, f.name)!r}" for f in fields(DecoderConfig)
+                    if getattr(decoder, f.name) != getattr(plain, f.name)]  # fmt: skip
+    if config.input_resizer is not None:
+        differences.append(f"input_resizer={config.input_resizer!r}")
+    return differences
+
+
 def to_hf_config(config: ModelConfig) -> dict[str, Any]:
-    """The ``transformers.SegformerConfig`` keyword arguments describing ``config``.
+    """The ``transformers.SegformerConfig`` keyword arguments describing ``config``; a
+    ``ValueError`` naming the differences if transformers' SegFormer cannot express it.
 
     MLP ratios are written as ints where they are whole numbers: transformers 5 validates
     ``mlp_ratios`` as a list of ints."""
+    differences = transformers_differences(config)
+    if differences:
+        raise ValueError(
+            f"{config.name} has no transformers equivalent (SegformerForSemanticSegmentation is plain SegFormer): "
+            + ", ".join(differences)
+        )
     stages = config.stages
     return {
         "num_channels": config.in_channels,
