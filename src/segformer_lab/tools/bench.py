@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -73,10 +73,7 @@ def benchmark(
     else:
         model = copy.deepcopy(model_or_name) if train else model_or_name
     model.eval()
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         shape = (batch, model.config.in_channels, *size)
         pixel_values, labels = random_batch(shape, model.config.num_classes)
         twin = transformers_twin(model) if compare_hf else None
@@ -106,8 +103,6 @@ def benchmark(
             "torch": torch.__version__,
             "ours": summarise(times["ours"], batch),
         }
-    finally:
-        torch.set_num_threads(previous_threads)
     if compare_hf:
         import transformers
 
@@ -154,21 +149,28 @@ def compare_models(
     in turns, each relative to the first (see ``relative_rows``)."""
     _check_counts(batch, repeats, warmup)
     models = {name: create_model(name).train(train) for name in names}
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         shape = (batch, 3, *size)
         pixel_values, labels = random_batch(shape, min(m.config.num_classes for m in models.values()))
         runners = {name: training_step(m, labels) for name, m in models.items()} if train else models
         times, _ = time_in_turns(runners, pixel_values, warmup, repeats, train)
         threads_used = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous_threads)
     return {
         "mode": "train" if train else "inference", "input": list(shape), "threads": threads_used,
         "warmup": warmup, "repeats": repeats, "torch": torch.__version__, "models": relative_rows(times, batch),
     }  # fmt: skip
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` inside the block only (``None``: leave it)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _check_counts(batch: int, repeats: int, warmup: int) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from .bench import torch_threads
 
 # ADE20K training images: short side mostly 512, long side up to ~2000; these are common sizes.
 SYNTHETIC_SIZES = ((512, 683), (683, 512), (512, 512), (384, 512), (512, 768), (600, 800))
@@ -52,21 +53,17 @@ def data_throughput(dataset: Any, samples: int = 48, warmup: int = 4) -> dict[st
     in this process with one torch thread (as a DataLoader worker runs)."""
     if samples < 1 or warmup < 0:
         raise ValueError(f"need samples >= 1 and warmup >= 0; got {samples}, {warmup}")
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # DataLoader workers run with one thread each
     load_ms, transform_ms = [], []
-    try:
+    with torch_threads(1):  # DataLoader workers run with one thread each
         for i in range(warmup + samples):
             start = time.perf_counter()
             sample = dataset.load(dataset.samples[i % len(dataset)])
             loaded = time.perf_counter()
-            dataset._transform(sample)
+            dataset.transform_sample(sample)
             done = time.perf_counter()
             if i >= warmup:
                 load_ms.append((loaded - start) * 1e3)
                 transform_ms.append((done - loaded) * 1e3)
-    finally:
-        torch.set_num_threads(previous_threads)
     total = [a + b for a, b in zip(load_ms, transform_ms)]
     return {
         "dataset": repr(dataset), "samples": samples, "warmup": warmup,
