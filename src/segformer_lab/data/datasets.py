@@ -68,7 +68,7 @@ class BaseDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    # subclasses: fill ``self.samples`` and implement ``load`` and ``_transform``
+    # subclasses: fill ``self.samples`` and implement ``load`` and ``transform_sample``
     def load(self, ref: Any) -> dict[str, Any]:
         """Decode and validate one sample, untransformed; raise ``DataError`` if bad."""
         raise NotImplementedError
@@ -103,9 +103,10 @@ class BaseDataset(Dataset):
         except DataError as error:
             self._bad(error)
             return None
-        return self._transform(sample)
+        return self.transform_sample(sample)
 
-    def _transform(self, sample: dict[str, Any]) -> dict[str, Any]:
+    def transform_sample(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """A ``load``-ed sample through the dataset's transforms (``__getitem__`` after ``load``)."""
         raise NotImplementedError
 
 
@@ -134,7 +135,7 @@ class SegmentationDataset(BaseDataset):
         check_labels(mask, self.num_classes, mask_path)
         return {"image": image, "mask": mask, "path": path}
 
-    def _transform(self, sample: dict[str, Any]) -> dict[str, Any]:
+    def transform_sample(self, sample: dict[str, Any]) -> dict[str, Any]:
         pixel_values, labels = self.transforms(sample["image"], sample["mask"])
         return {"pixel_values": pixel_values, "labels": labels, "path": sample["path"]}
 
@@ -381,7 +382,7 @@ class TinyImageNetDataset(BaseDataset):
     def load(self, ref: tuple[Path, int]) -> dict[str, Any]:
         return {"image": decode_image(ref[0], str(ref[0])), "label": ref[1], "path": str(ref[0])}
 
-    def _transform(self, sample: dict[str, Any]) -> dict[str, Any]:
+    def transform_sample(self, sample: dict[str, Any]) -> dict[str, Any]:
         pixel_values, _ = self.transforms(sample["image"], None)
         return {"pixel_values": pixel_values, "label": sample["label"], "path": sample["path"]}
 
