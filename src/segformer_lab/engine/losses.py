@@ -47,7 +47,7 @@ class AxisResize:
     """
 
     def __init__(self, in_size: int, out_size: int, dim: int, device: torch.device) -> None:
-        self.in_size, self.out_size, self.dim = in_size, out_size, dim
+        self.in_size, self.dim = in_size, dim
         self.factor = out_size // in_size if out_size % in_size == 0 else 0
         if self.factor:
             offsets = [(p + 0.5) / self.factor - 0.5 for p in range(self.factor)]
