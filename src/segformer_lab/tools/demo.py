@@ -182,9 +182,9 @@ def probe(config: dict[str, Any], model_name: str, device: str, thread_options: 
     other jobs share, one thread often beats all cores: threads wait for each other), then
     time evaluation forwards with it."""
     import torch
+    import torch.nn.functional as F
 
     from ..engine import OptimConfig, build_model, build_optimizer
-    from ..engine.losses import upsampled_cross_entropy
 
     batch = int(config["data"]["batch_size"])
     crop = config["data"]["train_transforms"].get("crop_size", [IMAGE_SIZE, IMAGE_SIZE])
@@ -205,8 +205,9 @@ def probe(config: dict[str, Any], model_name: str, device: str, thread_options: 
             times.append(time.perf_counter() - start)
         return statistics.median(times[1:])
 
-    def step() -> None:  # the training step the engine runs, with its loss
-        loss = upsampled_cross_entropy(model(x), y)
+    def step() -> None:
+        logits = F.interpolate(model(x), size=crop, mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
