@@ -13,7 +13,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from ..models.segmentor import atomic_write
+from .._io import atomic_write
 
 
 class Throughput(Callback):

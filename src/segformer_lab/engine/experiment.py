@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
-from ..models.segmentor import atomic_write
+from .._io import atomic_write
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
 from .classification import ClassificationModule
 from .datamodule import SegmentationDataModule

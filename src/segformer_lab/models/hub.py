@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
+from .._io import atomic_write
+
 CARD_NAME = "README.md"
 LIBRARY_NAME = "segformer-lab"
 HUB_EXTRA_HINT = "pip install 'segformer-lab[hub]'"
@@ -173,8 +175,6 @@ def _family(config) -> str:
 def write_model_card(model: nn.Module, directory: str | os.PathLike, overwrite: bool = False, **card: Any) -> Path:
     """Write ``README.md`` into ``directory`` (atomically), unless one exists and not
     ``overwrite`` (as ``ModelHubMixin``: a card edited by hand is kept)."""
-    from .segmentor import atomic_write
-
     path = Path(directory) / CARD_NAME
     if path.exists() and not overwrite:
         return path

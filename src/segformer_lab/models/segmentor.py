@@ -11,6 +11,7 @@ from torch import nn
 
 from torch.nn import functional as F
 
+from .._io import atomic_write
 from ..layers import LearnableResizer, RotaryEmbedding2d
 from .config import ModelConfig
 from .encoder import HierarchicalEncoder
@@ -128,15 +129,6 @@ def initialise(model: nn.Module) -> None:
             module.reset_to_identity()
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``,
-    so a reader never sees a half-written file and an interrupted write loses nothing."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @torch.no_grad()

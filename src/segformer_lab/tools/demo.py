@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import copy
 import csv
-import json
 import logging
 import math
 import shutil
@@ -34,6 +33,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from .._io import read_json, write_json
 
 DEFAULT_MODELS = ("segformer_b0", "segformer_b0_rope_axial", "segformer_b0_rope_mixed", "boostformer_b0")
 DEFAULT_BUDGET_MIN = 8.0
@@ -76,20 +77,6 @@ def duration(seconds: float) -> str:
         return f"{seconds:.1f}s"
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes}m{rest:02d}s"
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def write_json(path: Path, data: Any) -> None:
-    from ..models.segmentor import atomic_write
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 def recipe_key(config: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._io import atomic_write
 from ..models import CheckpointError, SegmentationModel
 
 log = logging.getLogger("segformer_lab")
@@ -258,7 +259,7 @@ def export_onnx(
                 raise ExportError("onnxruntime does not match PyTorch: " + describe_checks(result.checks)
                                   + f"; {path} was not written (--no-check writes it anyway)")  # fmt: skip
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -471,12 +472,6 @@ def _all_nodes(graph):
                 yield from _all_nodes(attribute.g)
             for sub in attribute.graphs:
                 yield from _all_nodes(sub)
-
-
-def _atomic_write(path: Path, write) -> None:
-    from ..models.segmentor import atomic_write
-
-    atomic_write(path, write)
 
 
 def check_onnx(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write
 from ..models import CheckpointError
 
 log = logging.getLogger("segformer_lab")
@@ -125,7 +126,6 @@ def predict_files(
     """Write label maps (and overlays) for every input into ``out_dir``; returns what was
     written and what failed (with the reason)."""
     from ..data.io import DataError
-    from ..models.segmentor import atomic_write
     from .. import inference_api as api
 
     if not 0.0 <= alpha <= 1.0:
