@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from segformer_lab.data import (
     ADE20K_CLASSES,
     ADE20K_PALETTE,
     IGNORE_INDEX,
+    IMAGE_SUFFIXES,
     CatMaxRatioCrop,
     DataError,
     DataWarning,
@@ -155,6 +158,23 @@ def test_folder_keeps_labels_and_reads_classes(tmp_path):
     # reduce_zero_label only on request: 0 -> 255, 1 -> 0, 2 -> 1
     ds = build_dataset("folder", root, "train", reduce_zero_label=True)
     assert torch.equal(ds[0]["labels"], torch.from_numpy(reduced(folder_mask())))
+
+
+def test_folder_reads_every_image_suffix(tmp_path):
+    root = make_folder(tmp_path, {"a": folder_mask()})
+    for n, suffix in enumerate(IMAGE_SUFFIXES):
+        save(rgb(), root / "images" / "train" / f"img{n}{suffix.upper() if n % 2 else suffix}")
+        save(folder_mask(), root / "masks" / "train" / f"img{n}.png")
+    (root / "images" / "train" / "readme.txt").write_text("not an image")
+    ds = build_dataset("folder", root, "train")
+    assert len(ds) == 1 + len(IMAGE_SUFFIXES)
+    assert all(ds[i]["pixel_values"].shape == (3, H, W) for i in range(len(ds)))
+
+
+def test_importing_the_data_layer_leaves_pyarrow_alone():
+    """pyarrow is imported when a parquet dataset is built, not with ``segformer_lab.data``."""
+    code = "import sys, segformer_lab.data; assert 'pyarrow' not in sys.modules, 'pyarrow imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_parquet_reduce_zero_label_and_lazy_reading(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Data: datasets (ADE20K, parquet, folders, Tiny-ImageNet), transforms, palettes.
+"""Data: datasets (ADE20K, parquet, folders, Tiny-ImageNet), transforms, palettes, and the
+generated scenes dataset (ADE20K layout: load it with the "ade20k" format).
 
 Knows nothing of models. Typical use::
 
@@ -26,6 +27,7 @@ from .datasets import (
 )
 from .io import (
     IGNORE_INDEX,
+    IMAGE_SUFFIXES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     DataError,
@@ -33,6 +35,14 @@ from .io import (
     decode_image,
     decode_mask,
     reduce_zero_label,
+)
+from .scenes import (
+    SCENE_AMBIGUOUS_PAIRS,
+    SCENE_CLASSES,
+    SCENE_PALETTE,
+    generate_scenes,
+    render_scene,
+    scenes_ready,
 )
 from .transforms import (
     PIPELINES,
@@ -46,24 +56,10 @@ from .transforms import (
 
 __all__ = [
     "ADE20K_CLASSES", "ADE20K_PALETTE", "DATASETS", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD",
-    "PIPELINES", "ADE20KDataset", "BaseDataset", "CatMaxRatioCrop", "DataError", "DataReport",
-    "DataWarning", "FolderDataset", "ParquetDataset", "PhotoMetricDistortion", "Pipeline",
-    "RandomRescale", "SegmentationDataset", "TinyImageNetDataset", "build_dataset",
-    "build_transforms", "check_dataset", "collate", "decode_image", "decode_mask", "fit_size",
-    "reduce_zero_label",
-]
-
-# generated scene-parsing data (ADE20K layout: load with the "ade20k" format)
-from .scenes import (  # noqa: E402
-    SCENE_AMBIGUOUS_PAIRS,
-    SCENE_CLASSES,
-    SCENE_PALETTE,
-    generate_scenes,
-    render_scene,
-    scenes_ready,
-)
-
-__all__ += [
-    "SCENE_AMBIGUOUS_PAIRS", "SCENE_CLASSES", "SCENE_PALETTE", "generate_scenes",
-    "render_scene", "scenes_ready",
+    "IMAGE_SUFFIXES", "PIPELINES", "SCENE_AMBIGUOUS_PAIRS", "SCENE_CLASSES", "SCENE_PALETTE",
+    "ADE20KDataset", "BaseDataset", "CatMaxRatioCrop", "DataError", "DataReport", "DataWarning",
+    "FolderDataset", "ParquetDataset", "PhotoMetricDistortion", "Pipeline", "RandomRescale",
+    "SegmentationDataset", "TinyImageNetDataset", "build_dataset", "build_transforms",
+    "check_dataset", "collate", "decode_image", "decode_mask", "fit_size", "generate_scenes",
+    "reduce_zero_label", "render_scene", "scenes_ready",
 ]

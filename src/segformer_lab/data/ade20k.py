@@ -1,4 +1,4 @@
-"""ADE20K (SceneParsing, 150 classes) names and the standard colour palette.
+"""ADE20K (SceneParsing, 150 classes) names, the standard colour palette, the split folders.
 
 Index i is the class with raw annotation value i + 1 (raw 0 is "other", ignored after
 reduce-zero-label). Names and colours are the ones used by mmsegmentation and the
@@ -6,6 +6,9 @@ SegFormer papers; ``ADE20K_PALETTE[i]`` is the RGB colour of ``ADE20K_CLASSES[i]
 """
 
 from __future__ import annotations
+
+# the layout's split folders: images/<folder>/*.jpg and annotations/<folder>/*.png
+ADE20K_SPLITS: dict[str, str] = {"train": "training", "val": "validation"}
 
 ADE20K_CLASSES: tuple[str, ...] = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane",

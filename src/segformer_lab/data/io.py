@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 
 IGNORE_INDEX = 255
+# the image files the project reads (folder datasets, ``predict``): every one decodes with PIL
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

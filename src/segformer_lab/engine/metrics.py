@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-IGNORE_INDEX = 255
+from ..data import IGNORE_INDEX
 
 
 def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int,

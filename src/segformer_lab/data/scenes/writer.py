@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..._io import read_json
+from ..ade20k import ADE20K_SPLITS
 from .classes import SCENE_AMBIGUOUS_PAIRS, SCENE_CLASSES, SCENE_PALETTE
 from .render import render_scene
 from .textures import load_textures
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 GENERATOR = "segformer_lab.scenes"
 SCENES_VERSION = 1  # bump whenever the rendered bytes change: caches are then regenerated
 JPEG_QUALITY = 92
-SPLITS = {"train": "training", "val": "validation"}
 SPLIT_CODE = {"train": 0, "val": 1}  # the second number of an image's seed (render_scene)
 
 
@@ -76,7 +76,7 @@ def scenes_ready(out_dir: str | Path, train: int = 2000, val: int = 200, seed: i
     for split, count in (("train", train), ("val", val)):
         names = _file_names(count)
         for folder, ext in (("images", ".jpg"), ("annotations", ".png")):
-            directory = root / folder / SPLITS[split]
+            directory = root / folder / ADE20K_SPLITS[split]
             try:
                 present = {p.name for p in directory.iterdir()}
             except OSError:
@@ -89,7 +89,8 @@ def scenes_ready(out_dir: str | Path, train: int = 2000, val: int = 200, seed: i
 def _write_range(root: str, split: str, start: int, stop: int, seed: int, size: tuple[int, int]) -> np.ndarray:
     """Render and write images ``start..stop-1`` of ``split``; returns raw label pixel counts."""
     counts = np.zeros(len(SCENE_CLASSES) + 1, np.int64)
-    images, annotations = Path(root) / "images" / SPLITS[split], Path(root) / "annotations" / SPLITS[split]
+    images = Path(root) / "images" / ADE20K_SPLITS[split]
+    annotations = Path(root) / "annotations" / ADE20K_SPLITS[split]
     palette = [0, 0, 0] + [v for colour in SCENE_PALETTE for v in colour]
     for index in range(start, stop):
         key = (int(seed), SPLIT_CODE[split], index)
@@ -106,7 +107,7 @@ def _write_range(root: str, split: str, start: int, stop: int, seed: int, size: 
 
 def _write(root: Path, train: int, val: int, seed: int, size: tuple[int, int], workers: int) -> dict[str, list[int]]:
     for folder in ("images", "annotations"):
-        for split in SPLITS.values():
+        for split in ADE20K_SPLITS.values():
             (root / folder / split).mkdir(parents=True, exist_ok=True)
     load_textures()  # before forking: the workers inherit them
     chunk = 50
@@ -120,7 +121,7 @@ def _write(root: Path, train: int, val: int, seed: int, size: tuple[int, int], w
     else:
         with context.Pool(min(workers, len(tasks))) as pool:
             results = pool.starmap(_write_range, tasks, chunksize=1)
-    pixels: dict[str, np.ndarray] = {s: np.zeros(len(SCENE_CLASSES) + 1, np.int64) for s in SPLITS}
+    pixels: dict[str, np.ndarray] = {s: np.zeros(len(SCENE_CLASSES) + 1, np.int64) for s in ADE20K_SPLITS}
     for task, counts in zip(tasks, results):
         pixels[task[1]] += counts
     return {split: counts.tolist() for split, counts in pixels.items()}

@@ -1,0 +1,97 @@
+"""Folder datasets: the users' own ``images/`` + ``masks/`` layout, and ADE20K as distributed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ..ade20k import ADE20K_CLASSES, ADE20K_SPLITS
+from ..io import IMAGE_SUFFIXES, DataError, warn
+from .base import SegmentationDataset, Transform, split_name
+
+
+class FolderDataset(SegmentationDataset):
+    """Users' own data: ``root/images/<split>/*`` (``IMAGE_SUFFIXES``), ``root/masks/<split>/*.png``
+    (same stem) and ``root/classes.txt`` (one class name per line; optional when
+    ``num_classes`` is given). Masks hold 0..K-1 and 255 = ignore."""
+
+    image_dir, mask_dir, mask_ext = "images", "masks", ".png"
+    split_aliases: dict[str, str] = {}
+
+    def __init__(self, root: str | Path, split: str = "train", *, transforms: Transform | str | None = None,
+                 num_classes: int | None = None, reduce_zero_label: bool = False,
+                 classes: Sequence[str] | None = None, skip_bad: bool = False):
+        self.root = Path(root)
+        self.split = split_name(split, self.split_aliases)
+        classes = self._classes(classes, num_classes)
+        super().__init__(classes, transforms=transforms, num_classes=num_classes,
+                         reduce_zero_label=reduce_zero_label, skip_bad=skip_bad, where=str(self.root))
+        self.samples = self._pair(self.root / self.image_dir / self.split, self.root / self.mask_dir / self.split)
+        self._finish_construction(str(self.root / self.image_dir / self.split))
+
+    def _classes(self, classes: Sequence[str] | None, num_classes: int | None) -> Sequence[str]:
+        if classes is not None:
+            return classes
+        path = self.root / "classes.txt"
+        if not path.is_file():
+            if num_classes is None:
+                raise DataError(str(path), "missing (or pass num_classes / classes)")
+            return [f"class_{i}" for i in range(num_classes)]
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        while names and not names[-1]:
+            names.pop()
+        for lineno, name in enumerate(names, 1):
+            if not name:
+                raise DataError(str(path), f"blank class name at line {lineno}")
+        if len(set(names)) != len(names):
+            raise DataError(str(path), "duplicate class names")
+        if not names:
+            raise DataError(str(path), "no class names")
+        return names
+
+    def _pair(self, image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
+        if not image_dir.is_dir():
+            raise DataError(str(image_dir), f"split directory not found (split {self.split!r})")
+        images: dict[str, Path] = {}
+        for path in sorted(image_dir.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                if path.stem in images:
+                    raise DataError(str(path), f"two images with the stem {path.stem!r}")
+                images[path.stem] = path
+        masks = {p.stem: p for p in mask_dir.glob(f"*{self.mask_ext}")} if mask_dir.is_dir() else {}
+        pairs = []
+        for stem, image in images.items():
+            if stem in masks:
+                pairs.append((image, masks[stem]))
+            else:
+                self._bad(DataError(str(image), f"missing annotation {mask_dir / (stem + self.mask_ext)}"))
+        orphans = sorted(set(masks) - set(images))
+        if orphans:
+            warn(f"{mask_dir}: {len(orphans)} mask(s) without an image, ignored (e.g. {orphans[0]})")
+        return pairs
+
+    def sources(self, ref: tuple[Path, Path]) -> tuple[Path, Path, str, str]:
+        return ref[0], ref[1], str(ref[0]), str(ref[1])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, samples={len(self)})"
+
+
+class ADE20KDataset(FolderDataset):
+    """``ADEChallengeData2016/`` as distributed (``root`` may be it or its parent):
+    ``images/{training,validation}/*.jpg`` and ``annotations/.../*.png``; 150 classes,
+    reduce-zero-label (0 -> 255, 1..150 -> 0..149). Splits: training/train,
+    validation/val. Any dataset in this layout with a ``classes.txt`` beside ``images/``
+    (the generated scenes, for one) loads the same way with its own class names."""
+
+    image_dir, mask_dir = "images", "annotations"
+    split_aliases = ADE20K_SPLITS
+
+    def __init__(self, root: str | Path, split: str = "training", *, transforms: Transform | str | None = None,
+                 num_classes: int | None = None, skip_bad: bool = False):
+        root = Path(root)
+        if not (root / "images").is_dir() and (root / "ADEChallengeData2016").is_dir():
+            root = root / "ADEChallengeData2016"
+        classes = None if (root / "classes.txt").is_file() else ADE20K_CLASSES
+        super().__init__(root, split, transforms=transforms, num_classes=num_classes,
+                         reduce_zero_label=True, classes=classes, skip_bad=skip_bad)
