@@ -134,7 +134,6 @@ class SegmentationDataset(BaseDataset):
         return {"pixel_values": pixel_values, "labels": labels, "path": sample["path"]}
 
 
-
 def collate(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     """Batch samples, dropping None (bad samples left out); None if none remain.
 

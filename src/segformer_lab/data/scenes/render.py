@@ -19,7 +19,7 @@ from .canvas import Canvas
 from .classes import SCENE_CLASSES
 from .textures import CLUTTER, load_textures, random_tint, sample_patch
 
-_C = {name: i for i, name in enumerate(SCENE_CLASSES)}
+_C = {name: i for i, name in enumerate(SCENE_CLASSES)}  # class name -> index (raw label index + 1)
 
 
 class Scene(Canvas):
