@@ -17,7 +17,7 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.datasets import BaseDataset
+from ..data import BaseDataset
 
 
 class EpochSampler(Sampler):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import IGNORE_INDEX
+from ..data import IGNORE_INDEX
 
 BAND_ELEMENTS = 1 << 20  # upsampled logits per band: a few MB, so a band's passes stay in cache
 

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
         "look alike and differ only by position or context) in the ADE20K layout: images/{training,validation}"
         "/*.jpg, annotations/.../*.png (0 = unlabelled, class c stored as c + 1), classes.txt, dataset.json. "
         "Deterministic for a seed; a complete dataset with the same parameters is reused. Load it with "
-        "build_dataset('scenes', DIR, 'train').",
+        "build_dataset('ade20k', DIR, 'train').",
     )
     s.add_argument("--out", required=True, metavar="DIR", help="dataset root to write (or reuse)")
     s.add_argument("--train", type=int, default=2000, metavar="N", help="training images (default: 2000)")
