@@ -15,6 +15,7 @@ import copy
 import logging
 import os
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,8 +76,6 @@ class ExportResult:
 
 def _torch_export(model: nn.Module, example: torch.Tensor, opset: int, dynamic_shapes):
     """``torch.onnx.export`` with dynamo, quietly (its progress goes to the debug log)."""
-    import warnings
-
     import onnxscript  # noqa: F401  (the exporter needs it; fail early with our hint)
 
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
