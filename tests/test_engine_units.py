@@ -18,10 +18,9 @@ from segformer_lab.engine import (
     build_optimizer,
     build_scheduler,
     param_groups,
-    predict_logits,
     resolve_config,
 )
-from segformer_lab.engine.inference import window_starts
+from segformer_lab.inference import predict_logits, window_starts
 
 K = 5
 

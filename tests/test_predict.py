@@ -12,7 +12,7 @@ from PIL import Image
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.inference_api import (
+from segformer_lab.inference import (
     checkpoint_class_names,
     distinct_palette,
     input_size,

@@ -41,6 +41,6 @@ __all__ = [
     "register_model",
 ]
 
-from .inference_api import Segmenter  # noqa: E402  (after the models it builds on)
+from .inference import Segmenter  # noqa: E402  (after the models it builds on)
 
 __all__ += ["Segmenter"]

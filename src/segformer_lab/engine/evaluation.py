@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..inference import predict_logits
 from ..models import SegmentationModel, load_model, load_weights
 from .experiment import CLASSIFICATION, CONFIG_FILE, build_model, resolve_config
-from .inference import predict_logits
 from .metrics import SegmentationMetrics
 
 

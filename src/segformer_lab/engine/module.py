@@ -10,7 +10,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
-from .inference import predict_logits
+from ..inference import predict_logits
 from .losses import upsampled_cross_entropy
 from .metrics import SegmentationMetrics
 from .optim import OptimConfig, build_optimizer, build_scheduler

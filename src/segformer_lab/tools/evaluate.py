@@ -15,6 +15,10 @@ from typing import Any
 
 import torch
 
+from ..data import build_dataset, build_transforms
+from ..engine import DEFAULTS, evaluate, load_for_eval
+from ..inference import MODES
+
 
 def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p = sub.add_parser(
@@ -29,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
                    "(formats: ade20k, parquet, folder; default: the run's)")
     p.add_argument("--split", help="split (default: the run's validation split, else validation)")
     p.add_argument("--transforms", metavar="NAME", help="validation pipeline (default: the run's, else 'val')")
-    p.add_argument("--mode", choices=("whole", "slide"), help="whole image or sliding window (default: the run's, "
+    p.add_argument("--mode", choices=MODES, help="whole image or sliding window (default: the run's, "
                    "else whole)")
     p.add_argument("--crop", type=int, help="sliding window size (default 512)")
     p.add_argument("--stride", type=int, help="sliding window stride (default 341)")
@@ -63,10 +67,6 @@ def show(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import build_dataset, build_transforms
-    from ..engine import evaluate, load_for_eval
-    from ..engine.experiment import DEFAULTS
-
     model, run = load_for_eval(args.checkpoint)
     config = run or DEFAULTS
     if args.data:

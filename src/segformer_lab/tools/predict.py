@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
+from ..data import DataError
+from ..inference import MAX_PALETTE_CLASSES, MODES, Segmenter, load_rgb
 from ..models import CheckpointError
 
 log = logging.getLogger("segformer_lab")
@@ -115,7 +117,7 @@ def overlay_suffix(path: Path) -> str:
 
 
 def predict_files(
-    segmenter,
+    segmenter: Segmenter,
     tokens: list[str],
     out_dir: str | Path,
     overlay: bool = False,
@@ -125,17 +127,12 @@ def predict_files(
 ) -> Summary:
     """Write label maps (and overlays) for every input into ``out_dir``; returns what was
     written and what failed (with the reason)."""
-    from ..data.io import DataError
-    from .. import inference_api as api
-
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
-    if segmenter.num_classes > api.MAX_PALETTE_CLASSES:
-        raise ValueError(
-            f"{segmenter.num_classes} classes do not fit a palette PNG (at most {api.MAX_PALETTE_CLASSES})"
-        )
+    if segmenter.num_classes > MAX_PALETTE_CLASSES:
+        raise ValueError(f"{segmenter.num_classes} classes do not fit a palette PNG (at most {MAX_PALETTE_CLASSES})")
     out_dir = Path(out_dir)
     inputs = expand_inputs(tokens)
     stems = output_names(inputs)
@@ -157,7 +154,7 @@ def predict_files(
         chunk = []
         for i in pending[start : start + batch]:
             try:
-                chunk.append((i, api.load_rgb(inputs[i].path, inputs[i].name)))
+                chunk.append((i, load_rgb(inputs[i].path, inputs[i].name)))
             except DataError as err:
                 summary.failed.append((inputs[i].name, err.reason))
         if not chunk:
@@ -201,7 +198,7 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
                    help="resize images to H x W for the model (default: their own size; sides < 32 scaled up)")
     p.add_argument("--multiple-of", type=int, metavar="N", help="round the model's input sides to multiples of N "
                    "(32: mmseg's AlignedResize)")  # fmt: skip
-    p.add_argument("--mode", choices=("whole", "slide"), default="whole",
+    p.add_argument("--mode", choices=MODES, default="whole",
                    help="whole image, or sliding windows for large images (default whole)")
     p.add_argument("--crop", type=int, default=512, help="sliding window size (default 512)")
     p.add_argument("--stride", type=int, default=341, help="sliding window stride (default 341)")
@@ -216,9 +213,6 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.io import DataError
-    from ..inference_api import Segmenter
-
     class_names = None
     if args.class_names:
         class_names = [ln.strip() for ln in Path(args.class_names).read_text().splitlines() if ln.strip()]

@@ -8,6 +8,9 @@ and averages where windows overlap (as mmseg); that canvas is resized to ``out_s
 only when the input is not already at that size. An image no larger than the crop is
 one window: exactly whole-image inference. Several views (scales, flip) are
 combined by averaging softmax probabilities.
+
+``MODES`` names the inference modes; the engine's validation, ``eval`` and ``predict``
+all take theirs from here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,29 @@
+"""ONNX export as a library: model surgery before export, ``export_onnx`` (dynamo
+exporter, dynamic or static shapes, float32 or float16), our opset lowering for runtimes
+without ``LayerNormalization`` and the onnxruntime check of every file written::
+
+    from segformer_lab.export import export_onnx
+
+    result = export_onnx(model, "b0.onnx", opset=16)   # ExportResult; ExportError if a check fails
+
+onnx, onnxscript and onnxruntime are optional (``pip install 'segformer-lab[export]'``)
+and imported by the functions that need them. The ``export`` command is
+``segformer_lab.tools.export``.
+
+Modules: ``exporter`` (export_onnx, ExportResult), ``opset`` (opset range, lower_opset),
+``surgery`` (DecomposedLayerNorm, HalfPrecision), ``check`` (onnx_session, check_onnx,
+tolerances), ``errors`` (ExportError, require_export_packages).
+"""
+
+from .check import FP16_RTOL, TOLERANCE, CheckResult, check_onnx, describe_checks, onnx_session
+from .errors import EXPORT_EXTRA_HINT, ExportError, require_export_packages
+from .exporter import MIN_DYNAMIC_SIDE, ExportResult, export_onnx
+from .opset import DEFAULT_OPSET, FIRST_OPSET_WITH_LAYER_NORM, MAX_OPSET, MIN_OPSET, lower_opset
+from .surgery import DecomposedLayerNorm, HalfPrecision, decompose_layer_norms
+
+__all__ = [
+    "DEFAULT_OPSET", "EXPORT_EXTRA_HINT", "FIRST_OPSET_WITH_LAYER_NORM", "FP16_RTOL", "MAX_OPSET",
+    "MIN_DYNAMIC_SIDE", "MIN_OPSET", "TOLERANCE", "CheckResult", "DecomposedLayerNorm", "ExportError",
+    "ExportResult", "HalfPrecision", "check_onnx", "decompose_layer_norms", "describe_checks",
+    "export_onnx", "lower_opset", "onnx_session", "require_export_packages",
+]

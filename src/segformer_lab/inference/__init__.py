@@ -1,0 +1,24 @@
+"""Inference: class scores for images (whole image, sliding window, test-time
+augmentation), image loading, colours and overlays, and the ``Segmenter`` API.
+
+Sits above ``models`` and ``data`` and below ``engine`` and ``tools``: the engine's
+validation and ``evaluate`` score with ``predict_logits``, the ``predict`` command is a
+loop around ``Segmenter``::
+
+    from segformer_lab.inference import Segmenter, predict_logits, slide_logits
+
+Modules: ``logits`` (predict_logits, slide_logits, MODES), ``images`` (load_rgb,
+input_size, to_pixel_values), ``colours`` (palettes, palette PNGs, overlays),
+``segmenter`` (Segmenter, resolve_model, class names).
+"""
+
+from .colours import MAX_PALETTE_CLASSES, distinct_palette, label_image, overlay_image, palette_for
+from .images import input_size, load_rgb, to_pixel_values
+from .logits import MODES, predict_logits, slide_logits, upsample, window_starts
+from .segmenter import Segmenter, checkpoint_class_names, default_class_names, resolve_model
+
+__all__ = [
+    "MAX_PALETTE_CLASSES", "MODES", "Segmenter", "checkpoint_class_names", "default_class_names",
+    "distinct_palette", "input_size", "label_image", "load_rgb", "overlay_image", "palette_for",
+    "predict_logits", "resolve_model", "slide_logits", "to_pixel_values", "upsample", "window_starts",
+]

@@ -1,0 +1,209 @@
+"""``Segmenter``: a model as a function from an image to a label map, and what it is built
+from (a checkpoint, a registered name or a model) with the names of its classes.
+
+::
+
+    import segformer_lab as sl
+
+    seg = sl.Segmenter("runs/b0")                       # any checkpoint load_model reads
+    labels = seg.predict("street.jpg")                  # int64 [H, W] at the image's size
+    labels, probs = seg.predict(image, probabilities=True)   # probs: float32 [K, H, W]
+    seg.overlay(image, labels).save("overlay.jpg")      # colours + legend
+    seg.label_image(labels).save("labels.png")          # palette PNG, pixel = class index
+
+Images are PIL images, ``uint8 [H, W, 3]`` arrays or paths. They are normalised with
+ImageNet's mean and standard deviation, resized to ``size`` if given (else kept, with
+sides below 32 scaled up to the model's minimum), and the logits are upsampled once, to
+the image's own size. ``mode="slide"`` runs overlapping ``crop`` windows (large images).
+Inference itself is ``predict_logits``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .._io import read_json
+from ..data import ADE20K_CLASSES
+from ..models import SegmentationModel, create_model, get_config, load_model
+from .colours import label_image, overlay_image, palette_for
+from .images import input_size, load_rgb, to_pixel_values
+from .logits import MODES, predict_logits
+
+log = logging.getLogger("segformer_lab")
+
+
+# --- what a Segmenter is built from ---------------------------------------------------
+def resolve_model(
+    source: str | os.PathLike | SegmentationModel, num_classes: int | None = None
+) -> SegmentationModel:
+    """A model from a checkpoint path (anything ``load_model`` reads), a registered model
+    name (random weights, with a warning) or a model (returned as it is); in eval mode.
+
+    ``num_classes`` sets the class count of a registered model; for a checkpoint it
+    must agree with the checkpoint's.
+    """
+    if isinstance(source, SegmentationModel):
+        model = source
+    elif Path(source).exists():
+        model = load_model(source)
+    else:
+        looks_like_a_path = any(sep in str(source) for sep in ("/", os.sep)) or Path(source).suffix != ""
+        try:
+            get_config(str(source))
+        except KeyError as err:
+            detail = "" if looks_like_a_path else f" ({err.args[0]})"
+            raise FileNotFoundError(f"{source}: no such checkpoint, and not a registered model name{detail}") from None
+        model = create_model(str(source), num_classes=num_classes)
+        log.warning("%s: a registered model with random weights (no checkpoint): its output is noise", source)
+    if num_classes is not None and model.config.num_classes != num_classes:
+        raise ValueError(f"{source}: the model has {model.config.num_classes} classes, not {num_classes}")
+    return model.eval()
+
+
+def checkpoint_class_names(source: Any, num_classes: int) -> list[str] | None:
+    """Class names stored with a checkpoint: the ``id2label`` (Hugging Face) of the
+    ``config.json`` of a checkpoint directory, if complete."""
+    if isinstance(source, SegmentationModel):
+        return None
+    config = read_json(Path(source) / "config.json")
+    if not isinstance(config, dict):
+        return None
+    id2label = config.get("id2label")
+    if isinstance(id2label, dict) and len(id2label) == num_classes:
+        try:
+            return [str(id2label[str(i)] if str(i) in id2label else id2label[i]) for i in range(num_classes)]
+        except KeyError:
+            return None
+    return None
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """ADE20K's names for 150 classes, else ``class 0``, ``class 1``, ..."""
+    if num_classes == len(ADE20K_CLASSES):
+        return list(ADE20K_CLASSES)
+    return [f"class {k}" for k in range(num_classes)]
+
+
+# --- the API --------------------------------------------------------------------------
+def _groups(rgbs: list[np.ndarray], batch_size: int, size_of) -> list[list[np.ndarray]]:
+    """Consecutive images of equal size (original and model input), at most ``batch_size``."""
+    groups: list[list[np.ndarray]] = []
+    for rgb in rgbs:
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and len(last) < batch_size
+            and last[0].shape == rgb.shape
+            and size_of(*last[0].shape[:2]) == size_of(*rgb.shape[:2])
+        ):
+            last.append(rgb)
+        else:
+            groups.append([rgb])
+    return groups
+
+
+class Segmenter:
+    """Semantic segmentation of single images with a trained model.
+
+    ``checkpoint_or_model``: a checkpoint path (anything ``load_model`` reads), a
+    registered model name (random weights; ``num_classes`` sets its classes) or a
+    ``SegmentationModel``. ``size``: ``(H, W)`` the images are resized to (default: kept;
+    ``multiple_of`` rounds the sides, as mmseg's AlignedResize with 32). ``mode``:
+    ``"whole"`` or ``"slide"`` (``crop`` windows every ``stride`` pixels, averaged).
+    ``scales`` and ``flip``: test-time augmentation (probabilities averaged).
+    ``class_names``: default from the checkpoint (``id2label``), ADE20K's for 150
+    classes, else ``class k``.
+    """
+
+    def __init__(
+        self,
+        checkpoint_or_model: str | os.PathLike | SegmentationModel,
+        device: str | torch.device = "cpu",
+        size: Sequence[int] | None = None,
+        mode: str = "whole",
+        crop: int | Sequence[int] = 512,
+        stride: int | Sequence[int] = 341,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        multiple_of: int | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+        if size is not None and (len(size) != 2 or min(size) < SegmentationModel.min_size):
+            raise ValueError(f"size must be (H, W) with sides >= {SegmentationModel.min_size}, got {size}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available in this torch build or machine")
+        self.model = resolve_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
+        self.num_classes = self.model.config.num_classes
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.mode, self.crop, self.stride = mode, crop, stride
+        self.scales, self.flip = tuple(scales), flip
+        self.multiple_of = multiple_of
+        if class_names is not None:
+            class_names = [str(n) for n in class_names]
+            if len(class_names) != self.num_classes:
+                raise ValueError(f"{len(class_names)} class names for a model with {self.num_classes} classes")
+        self.class_names = (
+            class_names
+            or checkpoint_class_names(checkpoint_or_model, self.num_classes)
+            or default_class_names(self.num_classes)
+        )
+        self.palette = palette_for(self.num_classes)
+
+    def __repr__(self) -> str:
+        return (
+            f"Segmenter({self.model.config.name}, classes={self.num_classes}, device={self.device}, "
+            f"size={self.size}, mode={self.mode!r})"
+        )
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        return input_size(height, width, self.size, self.multiple_of, SegmentationModel.min_size)
+
+    def predict(self, image: Any, probabilities: bool = False):
+        """The label map ``int64 [H, W]`` at the image's size; with ``probabilities``,
+        ``(labels, probabilities float32 [K, H, W])``."""
+        return self.predict_batch([image], probabilities=probabilities, batch_size=1)[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Iterable[Any], probabilities: bool = False, batch_size: int = 8) -> list:
+        """``predict`` for several images; consecutive images of the same size run as one
+        batch of up to ``batch_size``."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rgbs = [load_rgb(image) for image in images]
+        results: list = []
+        for group in _groups(rgbs, batch_size, self.input_size):
+            out_size = group[0].shape[:2]
+            x = torch.cat([to_pixel_values(rgb, self.input_size(*out_size), self.device) for rgb in group])
+            logits = predict_logits(
+                self.model, x, out_size, mode=self.mode, crop=self.crop, stride=self.stride,
+                scales=self.scales, flip=self.flip,
+            )  # fmt: skip
+            labels = logits.argmax(1).to("cpu", torch.int64).numpy()
+            if probabilities:
+                probs = logits.float().softmax(1).cpu().numpy()
+                results.extend((labels[i], probs[i]) for i in range(len(group)))
+            else:
+                results.extend(labels[i] for i in range(len(group)))
+        return results
+
+    def label_image(self, labels: np.ndarray):
+        """The label map as a palette PNG image (pixel = class index)."""
+        return label_image(labels, self.palette)
+
+    def overlay(self, image: Any, labels: np.ndarray | None = None, alpha: float = 0.5, legend: bool = True):
+        """The image blended with the colours of its labels (predicted if not given),
+        with a legend of the classes present."""
+        rgb = load_rgb(image)
+        if labels is None:
+            labels = self.predict(rgb)
+        return overlay_image(rgb, labels, self.palette, self.class_names, alpha=alpha, legend=legend)
