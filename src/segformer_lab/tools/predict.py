@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
-from ..data import DataError
+from ..data import IMAGE_SUFFIXES, DataError
 from ..inference import MAX_PALETTE_CLASSES, MODES, Segmenter, load_rgb
 from ..models import CheckpointError
 
 log = logging.getLogger("segformer_lab")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 GLOB_CHARS = "*?["
 
