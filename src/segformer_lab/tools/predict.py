@@ -28,7 +28,6 @@ from ..models import CheckpointError
 log = logging.getLogger("segformer_lab")
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-GLOB_CHARS = "*?["
 
 
 @dataclass
@@ -81,7 +80,7 @@ def expand_inputs(tokens: list[str]) -> list[Input]:
     for token in tokens:
         if add_existing(token):
             continue
-        if any(c in token for c in GLOB_CHARS):
+        if glob.escape(token) != token:  # has a wildcard
             matches = sorted(glob.glob(token, recursive=True))
             if not matches:
                 inputs.append(Input(name=token, path=None, error="no file matches this pattern"))

@@ -12,6 +12,7 @@ docs/profiling.md relates these figures to the paper's and to thop's.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 from dataclasses import asdict, dataclass
 
@@ -153,7 +154,7 @@ def resolve_models(tokens: list[str]) -> list[str]:
     names: list[str] = []
     for token in tokens:
         pattern = "*" if token == "all" else token
-        if any(c in pattern for c in "*?["):
+        if glob.escape(pattern) != pattern:  # has a wildcard
             matched = list_models(pattern)
             if not matched:
                 raise KeyError(f"no registered model matches {token!r}; see 'segformer-lab models'")
