@@ -1,10 +1,17 @@
 """Model configs, the registry, the SegFormer encoder and heads, the image classifier
-for encoder pre-training, checkpoint loading."""
+for encoder pre-training, the factory, checkpoint loading.
+
+Modules, bottom to top: ``config`` (which reads the name tables of ``layers`` and
+``heads``) < ``registry`` (names -> configs); ``heads``, ``encoder``, ``pretrained`` (the
+on-disk format), ``hub`` (model card, Hub upload) < ``segmentor``, ``classifier`` <
+``checkpoint/`` (every other format) < ``factory`` (``create_model``, ``open_model``).
+"""
 
 from .checkpoint import CheckpointError, LoadReport, load_classifier, load_model, load_weights
-from .classifier import ImageClassifier, create_classifier
+from .classifier import ImageClassifier
 from .config import ConfigError, DecoderConfig, ModelConfig, StageConfig, mit_stages
-from .registry import create_model, get_config, list_models, register_model
+from .factory import create_classifier, create_model
+from .registry import get_config, list_models, register_model
 from .segmentor import SegmentationModel
 
 __all__ = [
