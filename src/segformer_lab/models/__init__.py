@@ -1,10 +1,11 @@
 """Model configs, the registry, the SegFormer encoder and heads, the image classifier
 for encoder pre-training, the factory, checkpoint loading.
 
-Modules, bottom to top: ``config`` (which reads the name tables of ``layers`` and
-``heads``) < ``registry`` (names -> configs); ``heads``, ``encoder``, ``pretrained`` (the
-on-disk format), ``hub`` (model card, Hub upload) < ``segmentor``, ``classifier`` <
-``checkpoint/`` (every other format) < ``factory`` (``create_model``, ``open_model``).
+Modules, bottom to top: ``heads`` < ``config`` (which validates names against the
+builder tables of ``layers`` and ``heads``) < ``registry`` (names -> configs);
+``encoder``, ``pretrained`` (the on-disk format), ``parameters``, ``hub`` (model card, Hub
+upload) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <
+``factory`` (``create_model``, ``open_model``).
 """
 
 from .checkpoint import CheckpointError, LoadReport, load_classifier, load_model, load_weights
