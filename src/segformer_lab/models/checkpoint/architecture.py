@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..config import DEFAULT_NUM_CLASSES, MIT_HEADS, MIT_SR_RATIOS, DecoderConfig, ModelConfig, StageConfig
-from ..pretrained import CheckpointError
+from ..pretrained import CONFIG_NAME, CheckpointError
 from ..registry import get_config, list_models
 from .formats import OWN_CLASSIFIER_FORMAT
 from .reading import Source
@@ -55,7 +55,7 @@ def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> 
     }
     bad = {k: v for k, v in lists.items() if len(v) != n}
     if bad:
-        raise CheckpointError(f"config.json: num_encoder_blocks is {n} but {bad} have other lengths")
+        raise CheckpointError(f"{CONFIG_NAME}: num_encoder_blocks is {n} but {bad} have other lengths")
     stages = tuple(
         StageConfig(width=w, depth=d, num_heads=h, sr_ratio=r, patch_size=p, stride=s, mlp_ratio=float(m))
         for w, d, h, r, p, s, m in zip(*lists.values())
