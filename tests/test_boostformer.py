@@ -193,7 +193,7 @@ def test_widths_and_depths_of_different_lengths_are_rejected():
 def test_rope_with_deformable_blocks_is_rejected():
     config = sl.get_config("segformer_b2_deformable")
     with pytest.raises(sl.ConfigError, match="deformable has none"):
-        config.with_pos_encoding("axial")
+        config.with_stages(pos_encoding="axial")
 
 
 def test_ablation_presets_round_trip_through_json():

@@ -10,12 +10,17 @@ import pickle
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 import segformer_lab as sl
+from segformer_lab.engine import SegmentationModule, load_for_eval, resolve_config
 from segformer_lab.models import LoadReport, SegmentationModel, load_weights, mit_stages
-from segformer_lab.models.checkpoint import to_hf_config, to_hf_state_dict
+from segformer_lab.models.checkpoint import KEY_FORMATS, reading, to_hf_config, to_hf_state_dict
+from segformer_lab.models.checkpoint.formats import KeyFormat
+from segformer_lab.models.factory import open_model
+from segformer_lab.models.pretrained import MODEL_CONFIG_KEY
 
 SIZE = 64
 
@@ -388,3 +393,151 @@ def test_corrupt_and_missing_files(tmp_path):
     (tmp_path / "weights.txt").write_text("hello")
     with pytest.raises(sl.CheckpointError, match="unsupported weights file type"):
         sl.load_model(tmp_path / "weights.txt")
+
+
+# --- from_pretrained: this project's format only ---------------------------------------
+def test_from_pretrained_reads_only_what_save_pretrained_writes(tmp_path):
+    source = tiny_model()
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text(json.dumps({"model_type": "segformer", **to_hf_config(source.config)}))
+    save_file(to_hf_state_dict(source.state_dict()), str(hf_dir / "model.safetensors"))
+    with pytest.raises(sl.CheckpointError, match=r"hf.config\.json: not a SegmentationModel directory.*load_model"):
+        SegmentationModel.from_pretrained(hf_dir)
+    assert torch.equal(logits(sl.load_model(hf_dir)), logits(source))  # which load_model reads
+
+    save_file(source.state_dict(), str(tmp_path / "bare.safetensors"))
+    with pytest.raises(sl.CheckpointError, match=r"bare\.safetensors: not a SegmentationModel directory"):
+        SegmentationModel.from_pretrained(tmp_path / "bare.safetensors")
+
+    sl.ImageClassifier(tiny_config()).save_pretrained(tmp_path / "classifier")
+    with pytest.raises(sl.CheckpointError, match=r"classifier.config\.json: a segformer-lab classification model"):
+        SegmentationModel.from_pretrained(tmp_path / "classifier")
+    source.save_pretrained(tmp_path / "segmentation")
+    with pytest.raises(sl.CheckpointError, match="a segformer-lab segmentation model, not a classification one"):
+        sl.ImageClassifier.from_pretrained(tmp_path / "segmentation")
+
+
+# --- a key format is one entry ----------------------------------------------------------
+def test_a_key_format_entry_carries_renames_splits_and_optional_keys(tmp_path, monkeypatch):
+    toy = KeyFormat(
+        name="toy",
+        signature=r"^toy\.",
+        renames=((r"^toy\.", ""), (r"\.attention\.self\.q\.", ".attention.self.query.")),
+        splits=((".attention.self.kv.", (".attention.self.key.", ".attention.self.value.")),),
+        ignored=((r"^toy\.extra\.", "a toy extra"),),
+        optional=((r"^decode_head\.batch_norm\.", "toy heads have no norm"),),
+    )
+    monkeypatch.setattr(reading, "KEY_FORMATS", (toy, *KEY_FORMATS))
+    source = tiny_model()
+    state = {}
+    for key, value in source.state_dict().items():
+        if key.startswith("decode_head.batch_norm.") or ".attention.self.value." in key:
+            continue
+        if ".attention.self.key." in key:
+            value = torch.cat([value, source.state_dict()[key.replace(".key.", ".value.")]])
+            key = key.replace(".key.", ".kv.")
+        state["toy." + key.replace(".attention.self.query.", ".attention.self.q.")] = value
+    state["toy.extra.weight"] = torch.ones(3)
+    torch.save(state, tmp_path / "toy.pth")
+
+    target = SegmentationModel(tiny_config())
+    norm = {k: v.clone() for k, v in target.decode_head.batch_norm.state_dict().items()}
+    report = load_weights(target, tmp_path / "toy.pth")
+    assert report.format == "toy" and report.unused == ["toy.extra.weight"]
+    assert report.missing == [f"decode_head.batch_norm.{k}" for k in norm]
+    assert any("not in toy checkpoints (toy heads have no norm)" in n for n in report.notes)
+    assert_same_state(source, target, skip="decode_head.batch_norm.")
+    assert all(torch.equal(v, norm[k]) for k, v in target.decode_head.batch_norm.state_dict().items())
+
+
+# --- open_model: whatever the user gives -------------------------------------------------
+def lightning_checkpoint(model: nn.Module, with_config: bool = True) -> dict:
+    """What Lightning writes for a run's module around ``model`` (weights under ``model.``),
+    with the module's own additions (``on_save_checkpoint``) unless ``with_config`` is off."""
+    checkpoint = {"pytorch-lightning_version": "2.5.0", "global_step": 3, "epoch": 0,
+                  "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+    SegmentationModule(model).on_save_checkpoint(checkpoint)
+    if not with_config:
+        del checkpoint[MODEL_CONFIG_KEY]
+    return checkpoint
+
+
+def boostformer_tiny() -> SegmentationModel:
+    """A BoostFormer: its architecture cannot be inferred from the weights."""
+    return randomised(SegmentationModel(sl.get_config("boostformer_b0", num_classes=4).with_stages(depth=1))).eval()
+
+
+def test_open_model_takes_every_kind_of_source(tmp_path, caplog):
+    source = tiny_model()
+    given = source.train()
+    assert open_model(given) is given and not given.training
+
+    source.save_pretrained(tmp_path / "ours")
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text(json.dumps({"model_type": "segformer", **to_hf_config(source.config)}))
+    torch.save(to_hf_state_dict(source.state_dict()), hf_dir / "pytorch_model.bin")
+    for path in (tmp_path / "ours", hf_dir):
+        model = open_model(path, num_classes=5)
+        assert not model.training and torch.equal(logits(model), logits(source)), path
+
+    boost = boostformer_tiny()
+    run = tmp_path / "run"
+    boost.save_pretrained(run)  # a run directory: its best weights, plus what training leaves
+    (run / "checkpoints").mkdir()
+    torch.save(lightning_checkpoint(boost), run / "checkpoints" / "last.ckpt")
+    for path in (run, run / "checkpoints" / "last.ckpt"):
+        model = open_model(path)
+        assert model.config == boost.config and torch.equal(logits(model), logits(boost)), path
+
+    with caplog.at_level(logging.WARNING, logger="segformer_lab"):
+        model = open_model("SegFormer-B0", num_classes=3)
+    assert model.config.name == "segformer_b0" and model.config.num_classes == 3 and not model.training
+    assert "a registered model with random weights (no checkpoint): its output is noise" in caplog.text
+
+    with pytest.raises(FileNotFoundError, match=r"segformr_b0: no such checkpoint, and not a registered model name "
+                                                r"\(unknown model 'segformr_b0'; did you mean segformer_b0"):
+        open_model("segformr_b0")
+    with pytest.raises(FileNotFoundError, match=r"not a registered model name$"):
+        open_model(tmp_path / "nowhere.pth")
+    with pytest.raises(ValueError, match="the model has 5 classes, not 7"):
+        open_model(tmp_path / "ours", num_classes=7)
+
+
+def test_run_checkpoint_carries_its_model_config(tmp_path):
+    boost = boostformer_tiny()
+    checkpoint = lightning_checkpoint(boost)
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    stored = torch.load(tmp_path / "last.ckpt", weights_only=True)[MODEL_CONFIG_KEY]  # plain types
+    assert stored == json.loads(json.dumps(boost.pretrained_config()))
+    report = load_weights(SegmentationModel(boost.config), tmp_path / "last.ckpt")
+    assert report.format == "segformer_lab" and report.missing == report.unused == []
+    assert any("'model.' prefix" in n for n in report.notes)
+    assert not any(MODEL_CONFIG_KEY in n for n in report.notes)  # the config is not "ignored"
+
+
+def test_checkpoint_from_before_the_config_was_stored(tmp_path):
+    source = tiny_model()  # SegFormer: inferred from its weights, as before
+    torch.save(lightning_checkpoint(source, with_config=False), tmp_path / "segformer.ckpt")
+    assert torch.equal(logits(sl.load_model(tmp_path / "segformer.ckpt")), logits(source))
+
+    torch.save(lightning_checkpoint(boostformer_tiny(), with_config=False), tmp_path / "boost.ckpt")
+    with pytest.raises(sl.CheckpointError) as info:
+        open_model(tmp_path / "boost.ckpt")
+    message = str(info.value)
+    assert str(tmp_path / "boost.ckpt") in message
+    assert "Lightning checkpoint without the model config" in message and "'model_config'" in message
+
+
+def test_load_for_eval_opens_a_run_checkpoint(tmp_path):
+    boost = boostformer_tiny()
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    stages = boost.config.to_dict()["stages"]
+    config = resolve_config({"model": {"name": "boostformer_b0", "num_classes": 4, "overrides": {"stages": stages}}})
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    torch.save(lightning_checkpoint(boost), run / "checkpoints" / "last.ckpt")
+    model, run_config = load_for_eval(run / "checkpoints" / "last.ckpt")
+    assert run_config == config and not model.training
+    assert torch.equal(logits(model), logits(boost))

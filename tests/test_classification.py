@@ -20,6 +20,8 @@ from segformer_lab import cli
 from segformer_lab.engine import ClassificationModule, load_for_eval, resolve_config
 from segformer_lab.engine.optim import param_groups
 from segformer_lab.models import ImageClassifier, SegmentationModel, load_weights
+from segformer_lab.models.factory import open_model
+from segformer_lab.models.pretrained import MODEL_CONFIG_KEY
 
 NUM_CLASSES = 3  # make_tiny's wnids
 
@@ -80,6 +82,21 @@ def test_pretraining_run_directory(pretrain_run):
 
     with pytest.raises(ValueError, match="classification run"):
         load_for_eval(pretrain_run)
+
+
+def test_run_checkpoint_describes_its_model(pretrain_run, stages):
+    """A run's .ckpt carries its model's config: it opens alone, as a classifier or, its
+    encoder, as a segmentation model."""
+    last = pretrain_run / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    config = ImageClassifier.from_pretrained(pretrain_run).pretrained_config()
+    assert checkpoint[MODEL_CONFIG_KEY] == config and config["task"] == "classification"
+    weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    classifier = sl.create_classifier("boostformer_b0", num_classes=NUM_CLASSES, pretrained=last, stages=stages)
+    assert all(torch.equal(v, weights[k]) for k, v in classifier.state_dict().items())
+    model = open_model(last)
+    assert isinstance(model, SegmentationModel) and model.config.num_classes == 150 and not model.training
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items() if k.startswith("encoder."))
 
 
 def test_segmentation_takes_the_pretrained_encoder(pretrain_run, stages, caplog):

@@ -15,6 +15,7 @@ import torch
 import segformer_lab as sl
 from segformer_lab.cli import main
 from segformer_lab import export
+from segformer_lab.models.hub import push_to_hub
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -196,7 +197,7 @@ def test_push_to_hub_uploads_the_hub_layout(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=FakeApi))
     model = sl.create_model(config=shallow("segformer_b0"))
-    assert model.push_to_hub("me/tiny", token="t", private=True, model_card_kwargs={"dataset": "ade20k"}) == (
+    assert push_to_hub(model, "me/tiny", token="t", private=True, model_card_kwargs={"dataset": "ade20k"}) == (
         "commit-info"
     )
     assert calls["create_repo"] == ("me/tiny", True, True) and calls["token"] == "t"
@@ -209,4 +210,4 @@ def test_push_to_hub_uploads_the_hub_layout(tmp_path, monkeypatch):
 def test_push_to_hub_without_huggingface_hub(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'segformer-lab\[hub\]'"):
-        sl.create_model(config=shallow("segformer_b0")).push_to_hub("me/tiny")
+        push_to_hub(sl.create_model(config=shallow("segformer_b0")), "me/tiny")

@@ -132,6 +132,22 @@ def test_relu6_variant():
     assert m(torch.randn(2, 5, 7, 32)).shape == (2, 5, 7, 32)
 
 
+def test_irmb_with_relu_builds_and_runs():
+    """Every activation a config accepts builds: the mixer uses the shared table."""
+    m = mixer("relu")
+    assert isinstance(m.act, nn.ReLU)
+    config = sl.get_config("segformer_b2_irmb", num_classes=3).with_stages(depth=1, act="relu")
+    model = sl.create_model(config=config).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 48)).shape == (1, 3, 16, 12)
+
+
+def test_unknown_activation_is_a_config_error_naming_stage_and_field():
+    config = sl.get_config("segformer_b2_irmb")
+    with pytest.raises(sl.ConfigError, match=r"stage 2: act 'swish' is unknown; choose one of \('gelu', 'relu', 'relu6'\)"):
+        config.with_stages(act=["gelu", "gelu", "swish", "gelu"])
+
+
 def test_mixer_rejects_bad_arguments():
     with pytest.raises(ValueError):
         InvertedResidualMobileMixer(32, 3)

@@ -1,4 +1,5 @@
-"""The model tester: every registered model goes through the same checks.
+"""The model tester: every registered model goes through the same checks, and the image
+classifier over a SegFormer and a BoostFormer encoder through the classifier's.
 
 Models run with one block per stage (the ``shallow`` fixture): every component type of
 the preset is still present, and some forty presets stay fast. Full-depth parameter
@@ -12,6 +13,7 @@ import torch
 import segformer_lab as sl
 
 MODELS = sl.list_models()
+CLASSIFIER_ENCODERS = ["segformer_b0", "boostformer_b0"]
 NUM_CLASSES = 5
 # Square and not, sides divisible by 32 and not, down to the 32-pixel minimum.
 SIZES = [(64, 64), (65, 47), (32, 97)]
@@ -110,6 +112,51 @@ def test_torch_export_with_dynamic_shapes(name, build):
     x = torch.randn(1, 3, 97, 65)
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+# --- the image classifier (encoder pre-training) over a SegFormer and a BoostFormer encoder
+@pytest.fixture
+def build_classifier(shallow):
+    def make(name, **overrides):
+        return sl.create_classifier(config=shallow(sl.get_config(name, num_classes=NUM_CLASSES, **overrides)))
+
+    return make
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_ENCODERS)
+def test_classifier_forward_at_odd_sizes(name, build_classifier):
+    model = build_classifier(name).eval()
+    for h, w in SIZES:
+        with torch.no_grad():
+            logits = model(torch.randn(2, 3, h, w))
+        assert logits.shape == (2, NUM_CLASSES), (h, w)
+        assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_ENCODERS)
+def test_classifier_backward_reaches_every_parameter(name, build_classifier):
+    model = build_classifier(name, drop_path_rate=0.0).train()
+    logits = model(torch.randn(2, 3, 65, 47))
+    torch.nn.functional.cross_entropy(logits, torch.randint(0, NUM_CLASSES, (2,))).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_ENCODERS)
+def test_classifier_save_load_round_trip(name, tmp_path, build_classifier):
+    model = build_classifier(name).eval()
+    model.save_pretrained(tmp_path)
+    restored = sl.ImageClassifier.from_pretrained(tmp_path)
+    assert restored.config == model.config and not restored.training
+    state, restored_state = model.state_dict(), restored.state_dict()
+    assert state.keys() == restored_state.keys()
+    for key in state:
+        assert torch.equal(state[key], restored_state[key]), key
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), restored(x))
 
 
 def test_config_json_round_trip():

@@ -16,7 +16,6 @@ from segformer_lab.inference import (
     checkpoint_class_names,
     distinct_palette,
     input_size,
-    resolve_model,
 )
 
 NUM_CLASSES = 4
@@ -132,7 +131,7 @@ def test_registered_name_warns_about_random_weights():
     logger = logging.getLogger("segformer_lab")
     logger.addHandler(handler)
     try:
-        model = resolve_model("segformer_b0", num_classes=3)
+        model = sl.open_model("segformer_b0", num_classes=3)
     finally:
         logger.removeHandler(handler)
     assert model.config.num_classes == 3 and not model.training

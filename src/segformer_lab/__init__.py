@@ -1,46 +1,38 @@
-"""segformer-lab: efficient semantic segmentation with the SegFormer family."""
+"""segformer-lab: efficient semantic segmentation with the SegFormer family.
 
-from .models import (
-    CheckpointError,
-    ConfigError,
-    DecoderConfig,
-    ImageClassifier,
-    ModelConfig,
-    SegmentationModel,
-    StageConfig,
-    create_classifier,
-    create_model,
-    get_config,
-    list_models,
-    load_classifier,
-    load_model,
-    load_weights,
-    mit_stages,
-    register_model,
-)
+The public names below are imported on first use (PEP 562), so that ``import
+segformer_lab`` and the command line's ``--help`` do not pay for torch; ``from
+segformer_lab import create_model`` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "DecoderConfig",
-    "ImageClassifier",
-    "ModelConfig",
-    "SegmentationModel",
-    "StageConfig",
-    "__version__",
-    "create_classifier",
-    "create_model",
-    "get_config",
-    "list_models",
-    "load_classifier",
-    "load_model",
-    "load_weights",
-    "mit_stages",
-    "register_model",
-]
+# public name -> the subpackage that defines it
+_EXPORTS = {
+    **dict.fromkeys(
+        ("CheckpointError", "ConfigError", "DecoderConfig", "ImageClassifier", "ModelConfig", "SegmentationModel",
+         "StageConfig", "create_classifier", "create_model", "get_config", "list_models", "load_classifier",
+         "load_model", "load_weights", "mit_stages", "open_model", "register_model"),
+        "models",
+    ),
+    "Segmenter": "inference",
+}
 
-from .inference import Segmenter  # noqa: E402  (after the models it builds on)
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
-__all__ += ["Segmenter"]
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

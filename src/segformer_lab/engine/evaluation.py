@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..data import collate
 from ..inference import predict_logits
-from ..models import SegmentationModel, load_model, load_weights
-from .experiment import CLASSIFICATION, CONFIG_FILE, build_model, resolve_config
+from ..models import SegmentationModel
+from ..models.factory import open_model
+from .experiment import CLASSIFICATION, CONFIG_FILE, resolve_config
 from .metrics import SegmentationMetrics
 
 
@@ -21,19 +23,15 @@ def load_for_eval(path: str | os.PathLike) -> tuple[SegmentationModel, dict[str,
     """The model to evaluate and, when ``path`` belongs to a run, the run's resolved config.
 
     ``path``: a run directory (its best weights), a Lightning ``.ckpt`` inside a run's
-    ``checkpoints/`` (architecture from the run's config.yaml), or any checkpoint that
-    ``load_model`` reads. Returned in eval mode."""
+    ``checkpoints/`` (it carries its model's config), or anything else ``open_model``
+    takes. Returned in eval mode."""
     path = Path(path)
     run_dir = path if path.is_dir() else path.parent.parent
     config = resolve_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
     if config is not None and config["task"] == CLASSIFICATION:
         raise ValueError(f"{run_dir} is a classification run (encoder pre-training), and eval scores segmentation: "
                          f"its val/top1 and val/top5 are in its logs; fine-tune it with model.pretrained={run_dir}")
-    if path.suffix == ".ckpt" and config is not None:
-        model = build_model(config["model"], pretrained=False)
-        load_weights(model, path)
-        return model.eval(), config
-    return load_model(path), config
+    return open_model(path), config
 
 
 def short_side_resize(pixel_values: torch.Tensor, size: int) -> torch.Tensor:
@@ -52,8 +50,6 @@ def evaluate(model: SegmentationModel, dataset: Dataset, sizes: Sequence[int] | 
     a time, with ``predict_logits(**inference)``. Without ``sizes`` the key is None; with
     ``sizes``, each input is resized to each short side and scored separately."""
     from tqdm import tqdm
-
-    from ..data import collate
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()

@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
+from ..models.config import DEFAULT_NUM_CLASSES
 from .._io import atomic_write
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
 from .classification import ClassificationModule
@@ -45,7 +46,7 @@ SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "task": SEGMENTATION,
-    "model": {"name": "segformer_b0", "num_classes": 150, "pretrained": None, "reset_classifier": False,
+    "model": {"name": "segformer_b0", "num_classes": DEFAULT_NUM_CLASSES, "pretrained": None, "reset_classifier": False,
               "overrides": {}},
     "data": {"format": "ade20k", "root": None, "train_split": "training", "val_split": "validation",
              "train_transforms": {"name": "segformer_ade"}, "val_transforms": {"name": "val"},

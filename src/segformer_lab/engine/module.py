@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..inference import predict_logits
+from ..models.pretrained import MODEL_CONFIG_KEY
 from .losses import upsampled_cross_entropy
 from .metrics import SegmentationMetrics
 from .optim import OptimConfig, build_optimizer, build_scheduler
@@ -22,8 +23,9 @@ class NonFiniteLossError(FloatingPointError):
 
 class TrainingModule(L.LightningModule):
     """What every task's module shares: the model, the optimiser recipe (``configure_optimizers``),
-    a training step that stops every process on a non-finite loss, and the random state
-    in checkpoints. Subclasses define ``loss(batch)`` and validation."""
+    a training step that stops every process on a non-finite loss, and in checkpoints the
+    random state and the model's config (so that a ``.ckpt`` describes its model:
+    ``load_model`` reads it alone). Subclasses define ``loss(batch)`` and validation."""
 
     def __init__(self, model: torch.nn.Module, optim: OptimConfig | None = None) -> None:
         super().__init__()
@@ -55,9 +57,12 @@ class TrainingModule(L.LightningModule):
 
     # Random state: Lightning checkpoints do not hold it; without it a resumed run would
     # draw other dropout / drop-path masks. Restored when training (re)starts, after any
-    # sanity validation.
+    # sanity validation. The model's config (what its config.json holds; plain JSON types,
+    # read with weights_only=True) is only read by the checkpoint loaders: Lightning's
+    # own ``hyper_parameters`` are empty here (the model is given, not built from them).
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = get_rng_states()
+        checkpoint[MODEL_CONFIG_KEY] = self.model.pretrained_config()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng_states")

@@ -9,16 +9,16 @@ loop around ``Segmenter``::
 
 Modules: ``logits`` (predict_logits, slide_logits, MODES), ``images`` (load_rgb,
 input_size, to_pixel_values), ``colours`` (palettes, palette PNGs, overlays),
-``segmenter`` (Segmenter, resolve_model, class names).
+``segmenter`` (Segmenter, class names).
 """
 
 from .colours import MAX_PALETTE_CLASSES, distinct_palette, label_image, overlay_image, palette_for
 from .images import input_size, load_rgb, to_pixel_values
 from .logits import MODES, predict_logits, slide_logits, upsample, window_starts
-from .segmenter import Segmenter, checkpoint_class_names, default_class_names, resolve_model
+from .segmenter import Segmenter, checkpoint_class_names, default_class_names
 
 __all__ = [
     "MAX_PALETTE_CLASSES", "MODES", "Segmenter", "checkpoint_class_names", "default_class_names",
     "distinct_palette", "input_size", "label_image", "load_rgb", "overlay_image", "palette_for",
-    "predict_logits", "resolve_model", "slide_logits", "to_pixel_values", "upsample", "window_starts",
+    "predict_logits", "slide_logits", "to_pixel_values", "upsample", "window_starts",
 ]

@@ -20,7 +20,6 @@ Inference itself is ``predict_logits``.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -30,48 +29,21 @@ import torch
 
 from .._io import read_json
 from ..data import ADE20K_CLASSES
-from ..models import SegmentationModel, create_model, get_config, load_model
+from ..models import SegmentationModel, open_model
+from ..models.pretrained import CONFIG_NAME
 from .colours import label_image, overlay_image, palette_for
 from .images import input_size, load_rgb, to_pixel_values
 from .logits import MODES, predict_logits
 
-log = logging.getLogger("segformer_lab")
 
 
 # --- what a Segmenter is built from ---------------------------------------------------
-def resolve_model(
-    source: str | os.PathLike | SegmentationModel, num_classes: int | None = None
-) -> SegmentationModel:
-    """A model from a checkpoint path (anything ``load_model`` reads), a registered model
-    name (random weights, with a warning) or a model (returned as it is); in eval mode.
-
-    ``num_classes`` sets the class count of a registered model; for a checkpoint it
-    must agree with the checkpoint's.
-    """
-    if isinstance(source, SegmentationModel):
-        model = source
-    elif Path(source).exists():
-        model = load_model(source)
-    else:
-        looks_like_a_path = any(sep in str(source) for sep in ("/", os.sep)) or Path(source).suffix != ""
-        try:
-            get_config(str(source))
-        except KeyError as err:
-            detail = "" if looks_like_a_path else f" ({err.args[0]})"
-            raise FileNotFoundError(f"{source}: no such checkpoint, and not a registered model name{detail}") from None
-        model = create_model(str(source), num_classes=num_classes)
-        log.warning("%s: a registered model with random weights (no checkpoint): its output is noise", source)
-    if num_classes is not None and model.config.num_classes != num_classes:
-        raise ValueError(f"{source}: the model has {model.config.num_classes} classes, not {num_classes}")
-    return model.eval()
-
-
 def checkpoint_class_names(source: Any, num_classes: int) -> list[str] | None:
     """Class names stored with a checkpoint: the ``id2label`` (Hugging Face) of the
     ``config.json`` of a checkpoint directory, if complete."""
     if isinstance(source, SegmentationModel):
         return None
-    config = read_json(Path(source) / "config.json")
+    config = read_json(Path(source) / CONFIG_NAME)
     if not isinstance(config, dict):
         return None
     id2label = config.get("id2label")
@@ -142,7 +114,7 @@ class Segmenter:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: CUDA is not available in this torch build or machine")
-        self.model = resolve_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
+        self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
         self.num_classes = self.model.config.num_classes
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.mode, self.crop, self.stride = mode, crop, stride

@@ -4,13 +4,14 @@ Token mixers take and return channels-last maps ``[B, H, W, C]``; the block arou
 applies norms and residuals.
 """
 
+from .activation import build_act
 from .attention import Attention, AttentionOutput, EfficientSelfAttention, GridKeyAttention, PooledSelfAttention
 from .deformable import DeformableAttention
 from .drop_path import DropPath
 from .ffn import DepthwiseConv, MixCFN, MixConv, MixFFN, build_ffn
 from .irmb import InvertedResidualMobileMixer
 from .layout import to_nchw, to_nhwc
-from .norm import ChannelsLastBatchNorm, ChannelsLastGroupNorm, LayerScale, build_act, build_norm
+from .norm import ChannelsLastBatchNorm, ChannelsLastGroupNorm, LayerScale, build_norm
 from .patch_embed import OverlapPatchEmbed, PoolPatchEmbed, build_patch_embed
 from .pooling import PoolingMixer, adaptive_avg_pool2d
 from .resizer import LearnableResizer

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .activation import build_act
 from .layout import to_nchw, to_nhwc
-from .norm import build_act
 from .pooling import adaptive_avg_pool2d, ceil_avg_pool2d
 from .rope import RotaryEmbedding2d
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .activation import build_act
 from .layout import to_nchw, to_nhwc
-from .norm import build_act, build_norm
+from .norm import build_norm
 
-FFNS = ("mix_ffn", "mix_cfn")
+# MixCFN's inner norms: BatchNorm as published, GroupNorm for the ablation
+MIX_CFN_NORMS = ("batch", "group")
 
 
 class DepthwiseConv(nn.Module):
@@ -114,13 +118,18 @@ def batch_norm_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, bn.bias - bn.running_mean * scale
 
 
+# name -> builder(dim, hidden_dim, act, norm, fold); the one table configs validate against
+FFNS: dict[str, Callable[..., nn.Module]] = {
+    "mix_ffn": lambda dim, hidden_dim, act, norm, fold: MixFFN(dim, hidden_dim, act),
+    "mix_cfn": MixCFN,
+}
+
+
 def build_ffn(
     kind: str, dim: int, hidden_dim: int, act: str = "gelu", norm: str = "batch", fold: bool = True
 ) -> nn.Module:
     """``"mix_ffn"`` (SegFormer) or ``"mix_cfn"`` (BoostFormer; ``norm`` is its inner norm,
     ``fold`` its eval-mode BatchNorm folding)."""
-    if kind == "mix_ffn":
-        return MixFFN(dim, hidden_dim, act)
-    if kind == "mix_cfn":
-        return MixCFN(dim, hidden_dim, act, norm, fold)
-    raise ValueError(f"unknown FFN {kind!r}; choose one of {FFNS}")
+    if kind not in FFNS:
+        raise ValueError(f"unknown FFN {kind!r}; choose one of {tuple(FFNS)}")
+    return FFNS[kind](dim, hidden_dim, act, norm, fold)

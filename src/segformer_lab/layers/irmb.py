@@ -13,9 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .activation import build_act
 from .layout import to_nchw, to_nhwc
-
-ACTIVATIONS = {"gelu": nn.GELU, "relu6": nn.ReLU6}
 
 
 class InvertedResidualMobileMixer(nn.Module):
@@ -40,8 +39,6 @@ class InvertedResidualMobileMixer(nn.Module):
         hidden = int(dim * expansion)
         if dim % num_heads or hidden % num_heads:
             raise ValueError(f"widths {dim} (keys) and {hidden} (values) must both divide into {num_heads} heads")
-        if act not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.hidden = hidden
@@ -50,7 +47,7 @@ class InvertedResidualMobileMixer(nn.Module):
         # BatchNorm follows, so a bias here would only be cancelled by its mean.
         self.dwconv = nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, groups=hidden, bias=False)
         self.norm = nn.BatchNorm2d(hidden)
-        self.act = ACTIVATIONS[act]()
+        self.act = build_act(act)
         self.proj = nn.Conv2d(hidden, dim, kernel_size=1)
 
     def pool(self, u: torch.Tensor, spare: int = 0) -> torch.Tensor:

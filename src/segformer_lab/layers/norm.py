@@ -1,4 +1,4 @@
-"""Normalisations and activations for channels-last ``[B, H, W, C]`` maps, chosen by name."""
+"""Normalisations for channels-last ``[B, H, W, C]`` maps, chosen by name, and layer scale."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import torch
 from torch import nn
 
 from .layout import to_nchw, to_nhwc
-
-NORMS = ("layer", "batch", "group")
-ACTIVATIONS = ("gelu", "relu", "relu6")
 
 
 class ChannelsLastBatchNorm(nn.BatchNorm2d):
@@ -29,26 +26,19 @@ class ChannelsLastGroupNorm(nn.GroupNorm):
         return to_nhwc(super().forward(to_nchw(x)))
 
 
+# name -> builder(channels); the one table configs validate against
+NORMS: dict[str, type[nn.Module]] = {
+    "layer": nn.LayerNorm,  # over channels
+    "batch": ChannelsLastBatchNorm,
+    "group": ChannelsLastGroupNorm,
+}
+
+
 def build_norm(kind: str, channels: int) -> nn.Module:
     """``"layer"`` (LayerNorm over channels), ``"batch"`` or ``"group"`` for ``[B, H, W, C]`` maps."""
-    if kind == "layer":
-        return nn.LayerNorm(channels)
-    if kind == "batch":
-        return ChannelsLastBatchNorm(channels)
-    if kind == "group":
-        return ChannelsLastGroupNorm(channels)
-    raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
-
-
-def build_act(kind: str) -> nn.Module:
-    """``"gelu"``, ``"relu"`` or ``"relu6"`` (friendlier to mobile runtimes and int8)."""
-    if kind == "gelu":
-        return nn.GELU()
-    if kind == "relu":
-        return nn.ReLU()
-    if kind == "relu6":
-        return nn.ReLU6()
-    raise ValueError(f"unknown activation {kind!r}; choose one of {ACTIVATIONS}")
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; choose one of {tuple(NORMS)}")
+    return NORMS[kind](channels)
 
 
 class LayerScale(nn.Module):

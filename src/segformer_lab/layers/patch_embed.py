@@ -12,8 +12,6 @@ from torch.nn import functional as F
 
 from .layout import to_nhwc
 
-PATCH_EMBEDS = ("overlap", "pooling")
-
 
 class OverlapPatchEmbed(nn.Module):
     """SegFormer's overlapping patch merging (Xie et al., 2021, Sec. 3.1).
@@ -54,9 +52,11 @@ class PoolPatchEmbed(nn.Module):
         return self.layer_norm(self.proj(to_nhwc(x)))
 
 
+# name -> builder(in_channels, out_channels, patch_size, stride); the one table configs validate against
+PATCH_EMBEDS: dict[str, type[nn.Module]] = {"overlap": OverlapPatchEmbed, "pooling": PoolPatchEmbed}
+
+
 def build_patch_embed(kind: str, in_channels: int, out_channels: int, patch_size: int, stride: int) -> nn.Module:
-    if kind == "overlap":
-        return OverlapPatchEmbed(in_channels, out_channels, patch_size, stride)
-    if kind == "pooling":
-        return PoolPatchEmbed(in_channels, out_channels, patch_size, stride)
-    raise ValueError(f"unknown patch embedding {kind!r}; choose one of {PATCH_EMBEDS}")
+    if kind not in PATCH_EMBEDS:
+        raise ValueError(f"unknown patch embedding {kind!r}; choose one of {tuple(PATCH_EMBEDS)}")
+    return PATCH_EMBEDS[kind](in_channels, out_channels, patch_size, stride)

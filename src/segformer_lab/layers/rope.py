@@ -190,7 +190,17 @@ class MixedRoPE(RotaryEmbedding2d):
         return xs[None, :, None] * f[0][:, None, :] + ys[None, :, None] * f[1][:, None, :]
 
 
-POS_ENCODINGS = ("none", "axial", "mixed")
+# name -> builder(head_dim, num_heads, theta, **placement); ``theta=None`` takes rope-vit's
+# defaults (100 for axial, 10 for mixed). The one table configs validate against.
+POS_ENCODINGS: dict[str, Callable[..., RotaryEmbedding2d | None]] = {
+    "none": lambda head_dim, num_heads, theta, **placement: None,
+    "axial": lambda head_dim, num_heads, theta, **placement: AxialRoPE(
+        head_dim, theta=100.0 if theta is None else theta, **placement
+    ),
+    "mixed": lambda head_dim, num_heads, theta, **placement: MixedRoPE(
+        head_dim, num_heads, theta=10.0 if theta is None else theta, **placement
+    ),
+}
 
 
 def build_rope(
@@ -203,11 +213,6 @@ def build_rope(
 ) -> RotaryEmbedding2d | None:
     """The rotary embedding for ``kind`` (``"none"`` -> ``None``). ``theta=None`` takes
     rope-vit's defaults: 100 for axial, 10 for mixed."""
-    if kind == "none":
-        return None
-    common = dict(key_positions=key_positions, reference_grid=reference_grid)
-    if kind == "axial":
-        return AxialRoPE(head_dim, theta=100.0 if theta is None else theta, **common)
-    if kind == "mixed":
-        return MixedRoPE(head_dim, num_heads, theta=10.0 if theta is None else theta, **common)
-    raise ValueError(f"unknown position encoding {kind!r}; choose one of {POS_ENCODINGS}")
+    if kind not in POS_ENCODINGS:
+        raise ValueError(f"unknown position encoding {kind!r}; choose one of {tuple(POS_ENCODINGS)}")
+    return POS_ENCODINGS[kind](head_dim, num_heads, theta, key_positions=key_positions, reference_grid=reference_grid)

@@ -1,10 +1,18 @@
 """Model configs, the registry, the SegFormer encoder and heads, the image classifier
-for encoder pre-training, checkpoint loading."""
+for encoder pre-training, the factory, checkpoint loading.
+
+Modules, bottom to top: ``heads`` < ``config`` (which validates names against the
+builder tables of ``layers`` and ``heads``) < ``registry`` (names -> configs);
+``encoder``, ``pretrained`` (the on-disk format), ``parameters``, ``hub`` (model card, Hub
+upload) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <
+``factory`` (``create_model``, ``open_model``).
+"""
 
 from .checkpoint import CheckpointError, LoadReport, load_classifier, load_model, load_weights
-from .classifier import ImageClassifier, create_classifier
+from .classifier import ImageClassifier
 from .config import ConfigError, DecoderConfig, ModelConfig, StageConfig, mit_stages
-from .registry import create_model, get_config, list_models, register_model
+from .factory import create_classifier, create_model, open_model
+from .registry import get_config, list_models, register_model
 from .segmentor import SegmentationModel
 
 __all__ = [
@@ -24,5 +32,6 @@ __all__ = [
     "load_model",
     "load_weights",
     "mit_stages",
+    "open_model",
     "register_model",
 ]

@@ -13,24 +13,24 @@ ignored, the decode head starts fresh).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from .config import ModelConfig
 from .encoder import HierarchicalEncoder
-from .registry import build_config
-from .segmentor import SegmentationModel, check_pixel_values, initialise, no_weight_decay, write_pretrained
-
-TASK = "classification"  # config.json's "task" entry
+from .pretrained import CLASSIFICATION, PretrainedMixin
+from .segmentor import SegmentationModel, check_pixel_values, initialise, no_weight_decay
 
 
-class ImageClassifier(nn.Module):
-    """``model(pixel_values[B, 3, H, W]) -> logits[B, num_classes]``, any H, W >= 32."""
+class ImageClassifier(PretrainedMixin, nn.Module):
+    """``model(pixel_values[B, 3, H, W]) -> logits[B, num_classes]``, any H, W >= 32.
+
+    ``save_pretrained`` writes ``config.json`` (with ``"task": "classification"``) and
+    ``model.safetensors``; ``ImageClassifier.from_pretrained`` reads it back, ``create_model``
+    and ``load_model`` take its encoder."""
 
     min_size = SegmentationModel.min_size
+    task = CLASSIFICATION
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -46,36 +46,3 @@ class ImageClassifier(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return no_weight_decay(self)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """``config.json`` (with ``"task": "classification"``) and ``model.safetensors``,
-        atomically; ``ImageClassifier.from_pretrained`` reads it back, ``create_model``
-        and ``load_model`` take its encoder."""
-        return write_pretrained(self, directory, task=TASK)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> ImageClassifier:
-        """A classifier directory written by ``save_pretrained``; returned in eval mode."""
-        from .checkpoint import load_classifier
-
-        return load_classifier(path)
-
-
-def create_classifier(
-    name: str | None = None,
-    num_classes: int | None = None,
-    pretrained: str | os.PathLike | None = None,
-    *,
-    config: ModelConfig | None = None,
-    **overrides,
-) -> ImageClassifier:
-    """An ``ImageClassifier`` over the encoder of a registered segmentation model
-    (``create_classifier("boostformer_b2", num_classes=200)``) or of ``config``;
-    ``overrides`` are ``ModelConfig`` fields, as for ``create_model``. ``pretrained``: a
-    classifier checkpoint of the same architecture (all of it is loaded)."""
-    model = ImageClassifier(build_config(name, config, num_classes, overrides))
-    if pretrained is not None:
-        from .checkpoint import load_classifier_weights
-
-        load_classifier_weights(model, pretrained)
-    return model

@@ -11,30 +11,36 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
+from ..layers.activation import ACTIVATIONS
 from ..layers.attention import KV_POOLINGS
-from ..layers.ffn import FFNS
-from ..layers.norm import ACTIVATIONS, NORMS
+from ..layers.ffn import FFNS, MIX_CFN_NORMS
+from ..layers.mixers import GRID_KEY_MIXERS, TOKEN_MIXERS
+from ..layers.norm import NORMS
 from ..layers.patch_embed import PATCH_EMBEDS
 from ..layers.rope import KEY_POSITIONS, POS_ENCODINGS
+from .heads import DROPOUTS, HEADS
 
-DECODER_TYPES = ("all_mlp", "weighted_sum")
-DECODER_ACTIVATIONS = ("relu", "relu6")
-DROPOUT_MODES = ("channel", "element")
-MIXERS = ("efficient", "pooled", "pooling", "xca", "separable", "deformable", "irmb")
-# Mixers whose keys sit on a spatial grid, where rotary embeddings apply.
-GRID_KEY_MIXERS = ("efficient", "pooled")
+# Names are validated against the tables the model is built from (TOKEN_MIXERS, FFNS,
+# NORMS, ACTIVATIONS, PATCH_EMBEDS, POS_ENCODINGS, HEADS, DROPOUTS): they cannot disagree.
+DECODER_ACTIVATIONS = ("relu", "relu6")  # of ACTIVATIONS, those the decode head takes
 NORM_PLACEMENTS = ("pre", "post")
+DEFAULT_NUM_CLASSES = 150  # ADE20K's, the default class count of a segmentation model
+# Mix Transformer (MiT, every SegFormer B0-B5): attention heads and key/value reduction
+# ratios per stage. No weight stores the heads, so inferring an architecture assumes them.
+MIT_HEADS = (1, 2, 5, 8)
+MIT_SR_RATIOS = (8, 4, 2, 1)
 
 
 class ConfigError(ValueError):
     """A configuration that cannot describe a valid model."""
 
 
-def check_choice(where: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(where: str, name: str, value: str, choices: Iterable[str]) -> None:
+    """``value`` must be one of ``choices`` (a tuple, or a table's keys)."""
     if value not in choices:
-        raise ConfigError(f"{where}: {name} {value!r} is unknown; choose one of {choices}")
+        raise ConfigError(f"{where}: {name} {value!r} is unknown; choose one of {tuple(choices)}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ class StageConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{where}: {name} must be > 0, got {getattr(self, name)}")
         for name, choices in (
-            ("mixer", MIXERS), ("kv_pooling", KV_POOLINGS), ("ffn", FFNS), ("ffn_norm", NORMS[1:]),
+            ("mixer", TOKEN_MIXERS), ("kv_pooling", KV_POOLINGS), ("ffn", FFNS), ("ffn_norm", MIX_CFN_NORMS),
             ("act", ACTIVATIONS), ("norm", NORMS), ("norm_placement", NORM_PLACEMENTS),
             ("patch_embed", PATCH_EMBEDS), ("pos_encoding", POS_ENCODINGS),
         ):  # fmt: skip
@@ -185,9 +191,9 @@ class DecoderConfig:
     resizer: bool = False
 
     def validate(self) -> None:
-        check_choice("decoder", "type", self.type, DECODER_TYPES)
+        check_choice("decoder", "type", self.type, HEADS)
         check_choice("decoder", "act", self.act, DECODER_ACTIVATIONS)
-        check_choice("decoder", "dropout_mode", self.dropout_mode, DROPOUT_MODES)
+        check_choice("decoder", "dropout_mode", self.dropout_mode, DROPOUTS)
         if self.width < 1:
             raise ConfigError(f"decoder width must be >= 1, got {self.width}")
         if not 0.0 <= self.dropout < 1.0:
@@ -201,7 +207,7 @@ class ModelConfig:
     stages: tuple[StageConfig, ...]
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     rope: RopeConfig = field(default_factory=RopeConfig)
-    num_classes: int = 150
+    num_classes: int = DEFAULT_NUM_CLASSES
     in_channels: int = 3
     drop_path_rate: float = 0.1
     input_resizer: tuple[int, int] | None = None  # learnable resizer of the input to (H, W)
@@ -284,10 +290,6 @@ class ModelConfig:
         (for reference checks and the profiler's published-architecture count)."""
         return self.with_stages(fold=False).replace(decoder={"fold": False})
 
-    def with_pos_encoding(self, kind: str) -> ModelConfig:
-        """The same model with ``kind`` position encoding in every stage."""
-        return self.with_stages(pos_encoding=kind)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types: tuples become lists."""
         return json.loads(json.dumps(asdict(self)))
@@ -308,7 +310,7 @@ class ModelConfig:
         return cls.from_dict(json.loads(text))
 
 
-def mit_stages(widths, depths, heads=(1, 2, 5, 8), sr_ratios=(8, 4, 2, 1)) -> tuple[StageConfig, ...]:
+def mit_stages(widths, depths, heads=MIT_HEADS, sr_ratios=MIT_SR_RATIOS) -> tuple[StageConfig, ...]:
     """The four Mix Transformer stages: patch 7 stride 4, then patch 3 stride 2."""
     lengths = {"widths": len(widths), "depths": len(depths), "heads": len(heads), "sr_ratios": len(sr_ratios)}
     if len(set(lengths.values())) > 1:

@@ -14,23 +14,8 @@ import math
 import torch
 from torch import nn
 
-from ..layers import (
-    Attention,
-    CrossCovarianceAttention,
-    DeformableAttention,
-    DropPath,
-    EfficientSelfAttention,
-    InvertedResidualMobileMixer,
-    LayerScale,
-    PooledSelfAttention,
-    PoolingMixer,
-    SeparableSelfAttention,
-    build_ffn,
-    build_norm,
-    build_patch_embed,
-    build_rope,
-    to_nchw,
-)
+from ..layers import DropPath, LayerScale, build_ffn, build_norm, build_patch_embed, build_rope, to_nchw
+from ..layers.mixers import build_token_mixer
 from .config import ModelConfig, RopeConfig, StageConfig
 
 
@@ -47,22 +32,18 @@ def build_mixer(
         key_positions=rope.key_positions,
         reference_grid=reference_grid,
     )
-    if kind == "efficient":
-        return Attention(EfficientSelfAttention(dim, heads, stage.sr_ratio, rotary), dim, stage.output_projection)
-    if kind == "pooled":
-        core = PooledSelfAttention(dim, heads, stage.kv_pooling, stage.kv_grid, stage.sr_ratio, stage.act, rotary)
-        return Attention(core, dim, stage.output_projection)
-    if kind == "pooling":
-        return PoolingMixer()
-    if kind == "xca":
-        return CrossCovarianceAttention(dim, heads, output_projection=stage.output_projection)
-    if kind == "separable":
-        return SeparableSelfAttention(dim, heads, stage.sr_ratio, output_projection=stage.output_projection)
-    if kind == "deformable":
-        return DeformableAttention(dim, heads, stage.sr_ratio, output_projection=stage.output_projection)
-    if kind == "irmb":
-        return InvertedResidualMobileMixer(dim, heads, expansion=stage.mixer_expansion, act=stage.act)
-    raise ValueError(f"unknown mixer {kind!r}")
+    return build_token_mixer(
+        kind,
+        dim,
+        heads,
+        sr_ratio=stage.sr_ratio,
+        kv_pooling=stage.kv_pooling,
+        kv_grid=stage.kv_grid,
+        expansion=stage.mixer_expansion,
+        act=stage.act,
+        output_projection=stage.output_projection,
+        rope=rotary,
+    )
 
 
 class EncoderBlock(nn.Module):

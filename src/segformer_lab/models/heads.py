@@ -14,7 +14,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..layers import LearnableResizer, build_act, to_nchw, to_nhwc
-from .config import DecoderConfig
+
+# dropout before the classifier, by ``DecoderConfig.dropout_mode``: whole feature maps (as
+# SegFormer's mmseg head, ``Dropout2d``) or single activations (as transformers' port)
+DROPOUTS: dict[str, type[nn.Module]] = {"channel": nn.Dropout2d, "element": nn.Dropout}
 
 
 class StageProjection(nn.Module):
@@ -46,17 +49,30 @@ class ProjectedSumHead(nn.Module):
     published MACs) never runs. In eval mode the BatchNorm affine is folded in too. The
     weights stay the published ones (checkpoints are unchanged) and gradients flow to
     them. With ``resizer`` the upsampling is learnable (not linear): no folding then.
+
+    The keyword arguments are ``DecoderConfig``'s fields (``width`` is ``D``).
     """
 
-    def __init__(self, in_widths: tuple[int, ...], config: DecoderConfig, num_classes: int) -> None:
+    def __init__(
+        self,
+        in_widths: tuple[int, ...],
+        num_classes: int,
+        *,
+        width: int = 256,
+        dropout: float = 0.1,
+        dropout_mode: str = "channel",
+        act: str = "relu",
+        fold: bool = True,
+        resizer: bool = False,
+    ) -> None:
         super().__init__()
-        d = config.width
-        self.fold = config.fold and not config.resizer
+        d = width
+        self.fold = fold and not resizer
         self.linear_c = nn.ModuleList(StageProjection(w, d) for w in in_widths)
-        self.resizers = nn.ModuleList(LearnableResizer(d) for _ in in_widths[1:]) if config.resizer else None
+        self.resizers = nn.ModuleList(LearnableResizer(d) for _ in in_widths[1:]) if resizer else None
         self.batch_norm = nn.BatchNorm2d(d)
-        self.act = build_act(config.act)
-        self.dropout = nn.Dropout2d(config.dropout) if config.dropout_mode == "channel" else nn.Dropout(config.dropout)
+        self.act = build_act(act)
+        self.dropout = DROPOUTS[dropout_mode](dropout)
         self.classifier = nn.Conv2d(d, num_classes, kernel_size=1)
 
     def mix(self, stage: int, t: torch.Tensor) -> torch.Tensor:
@@ -114,10 +130,9 @@ class AllMLPHead(ProjectedSumHead):
     """SegFormer's all-MLP decoder (Xie et al., 2021, Sec. 3.2): ``linear_fuse`` (a bias-free
     1x1 conv) over ``concat(F_4, F_3, F_2, F_1)`` of the upsampled projections."""
 
-    def __init__(self, in_widths: tuple[int, ...], config: DecoderConfig, num_classes: int) -> None:
-        super().__init__(in_widths, config, num_classes)
-        d = config.width
-        self.linear_fuse = nn.Conv2d(d * len(in_widths), d, kernel_size=1, bias=False)
+    def __init__(self, in_widths: tuple[int, ...], num_classes: int, *, width: int = 256, **settings) -> None:
+        super().__init__(in_widths, num_classes, width=width, **settings)
+        self.linear_fuse = nn.Conv2d(width * len(in_widths), width, kernel_size=1, bias=False)
 
     def mix(self, stage: int, t: torch.Tensor) -> torch.Tensor:
         """``W_i t`` with ``W_i`` the ``[D, D]`` block of ``linear_fuse`` that sees stage ``i``
@@ -135,8 +150,8 @@ class WeightedSumHead(ProjectedSumHead):
     """BoostFormer's decoder: ``sum_i w_i F_i`` with one learnable scalar per stage
     (initialised to 1, no softmax) instead of concatenation and ``linear_fuse``."""
 
-    def __init__(self, in_widths: tuple[int, ...], config: DecoderConfig, num_classes: int) -> None:
-        super().__init__(in_widths, config, num_classes)
+    def __init__(self, in_widths: tuple[int, ...], num_classes: int, **settings) -> None:
+        super().__init__(in_widths, num_classes, **settings)
         self.stage_weights = nn.Parameter(torch.ones(len(in_widths)))
 
     def mix(self, stage: int, t: torch.Tensor) -> torch.Tensor:
@@ -146,9 +161,5 @@ class WeightedSumHead(ProjectedSumHead):
         return sum(w * m for w, m in zip(self.stage_weights, maps))
 
 
-def build_head(in_widths: tuple[int, ...], config: DecoderConfig, num_classes: int) -> nn.Module:
-    if config.type == "all_mlp":
-        return AllMLPHead(in_widths, config, num_classes)
-    if config.type == "weighted_sum":
-        return WeightedSumHead(in_widths, config, num_classes)
-    raise ValueError(f"unknown decoder type {config.type!r}")
+# name -> head class, by ``DecoderConfig.type``; the one table configs validate against
+HEADS: dict[str, type[ProjectedSumHead]] = {"all_mlp": AllMLPHead, "weighted_sum": WeightedSumHead}

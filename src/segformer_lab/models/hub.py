@@ -1,4 +1,5 @@
-"""Sharing models the Hugging Face Hub way: a model card, and ``push_to_hub``.
+"""Sharing models the Hugging Face Hub way: a model card, ``push_to_hub(model, repo_id)``
+and ``download``.
 
 The layout follows ``huggingface_hub.ModelHubMixin``: a repository (or directory) holds
 ``config.json``, ``model.safetensors`` and a ``README.md`` model card whose YAML header
@@ -8,8 +9,9 @@ project's (``"format": "segformer_lab"``), so ``load_model`` reads such a direct
 downloaded snapshot of such a repository as it is.
 
 huggingface_hub is optional (``pip install 'segformer-lab[hub]'``) and imported only by
-``push_to_hub`` and ``download``. This module knows nothing of the profiler above it: the
-card shows MACs when given a profile (``segformer_lab.tools.profile.profile_model``).
+``push_to_hub`` and ``download``. This module knows neither the model classes (it takes
+any model with a ``config`` and ``save_pretrained``) nor the profiler above it: the card
+shows MACs when given a profile (``segformer_lab.tools.profile.profile_model``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from .._io import atomic_write
+from .parameters import parameter_counts
 
 CARD_NAME = "README.md"
 LIBRARY_NAME = "segformer-lab"
@@ -36,16 +39,6 @@ def _hub():
     except ImportError as err:
         raise ModuleNotFoundError(f"sharing on the Hugging Face Hub needs huggingface_hub: {HUB_EXTRA_HINT}") from err
     return huggingface_hub
-
-
-def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """Parameters of the whole model, its encoder and its decode head."""
-    counts = {"total": sum(p.numel() for p in model.parameters())}
-    for part in ("encoder", "decode_head"):
-        module = getattr(model, part, None)
-        if module is not None:
-            counts[part] = sum(p.numel() for p in module.parameters())
-    return counts
 
 
 def _yaml_value(value: Any) -> str:
@@ -203,7 +196,8 @@ def push_to_hub(
     repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model").repo_id
     card = {"repo_id": repo_id, **(model_card_kwargs or {})}
     with tempfile.TemporaryDirectory() as directory:
-        model.save_pretrained(directory, model_card=True, model_card_kwargs=card)
+        model.save_pretrained(directory)
+        write_model_card(model, directory, **card)
         return api.upload_folder(
             repo_id=repo_id,
             repo_type="model",

@@ -1,18 +1,18 @@
-"""Named model variants and the ``create_model`` entry point.
+"""Named model variants: names -> ``ModelConfig``.
 
 A variant is a function returning a ``ModelConfig`` (like timm's ``@register_model``);
-``create_model(name, **overrides)`` builds it. ``create_model(config=cfg)`` builds any
-configuration directly.
+``get_config(name, **overrides)`` looks one up. Nothing here builds a model: that is
+``models.factory`` (``create_model(name)``), above the model classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import difflib
+import fnmatch
 from typing import Callable
 
 from .config import DecoderConfig, ModelConfig, StageConfig, mit_stages
-from .segmentor import SegmentationModel
 
 _REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
 
@@ -28,8 +28,6 @@ def register_model(fn: Callable[[], ModelConfig], name: str | None = None) -> Ca
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names, sorted; ``pattern`` is a shell-style wildcard."""
-    import fnmatch
-
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
@@ -39,47 +37,10 @@ def get_config(name: str, **overrides) -> ModelConfig:
     Names are case-insensitive and accept dashes (``SegFormer-B0`` is ``segformer_b0``)."""
     name = name.lower().replace("-", "_")
     if name not in _REGISTRY:
-        import difflib
-
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known models: {', '.join(list_models())}"
         raise KeyError(f"unknown model {name!r}{hint}")
     return _REGISTRY[name]().replace(name=name, **overrides)
-
-
-def build_config(
-    name: str | None, config: ModelConfig | None, num_classes: int | None, overrides: dict
-) -> ModelConfig:
-    """The config a ``create_*(name or config=, num_classes, **overrides)`` call describes."""
-    if (name is None) == (config is None):
-        raise ValueError("pass exactly one of a model name or config=")
-    if num_classes is not None:
-        overrides = {**overrides, "num_classes": num_classes}
-    return get_config(name, **overrides) if name is not None else config.replace(**overrides)
-
-
-def create_model(
-    name: str | None = None,
-    num_classes: int | None = None,
-    pretrained: str | os.PathLike | None = None,
-    *,
-    config: ModelConfig | None = None,
-    reset_classifier: bool = False,
-    **overrides,
-) -> SegmentationModel:
-    """Build a model by registered ``name`` (or from ``config``), optionally loading weights.
-
-    ``pretrained`` is a checkpoint in any supported format (this project's directory,
-    Hugging Face directory or file, NVlabs/mmseg ``.pth``); missing and unused keys are
-    reported, unexpected ones are errors. With ``reset_classifier=True`` a checkpoint with
-    another class count loads everything but the classifier (for fine-tuning).
-    """
-    model = SegmentationModel(build_config(name, config, num_classes, overrides))
-    if pretrained is not None:
-        from .checkpoint import load_weights
-
-        load_weights(model, pretrained, reset_classifier=reset_classifier)
-    return model
 
 
 # --- SegFormer B0-B5 (Xie et al., 2021; configurations as in the MiT paper and on the Hub)
@@ -121,7 +82,9 @@ def segformer_b5() -> ModelConfig:
 def _register_rope_variants() -> None:
     for base in list_models("segformer_b?"):
         for kind in ("axial", "mixed"):
-            register_model(lambda base=base, kind=kind: _REGISTRY[base]().with_pos_encoding(kind), f"{base}_rope_{kind}")
+            register_model(
+                lambda base=base, kind=kind: _REGISTRY[base]().with_stages(pos_encoding=kind), f"{base}_rope_{kind}"
+            )
 
 
 _register_rope_variants()

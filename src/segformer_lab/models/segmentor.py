@@ -1,28 +1,39 @@
-"""The segmentation model: encoder + decode head, and its on-disk format."""
+"""The segmentation model: encoder + decode head; and what it shares with the image
+classifier (input checks, initialisation, the parameters exempt from weight decay)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
-
 from torch.nn import functional as F
 
-from .._io import atomic_write
 from ..layers import LearnableResizer, RotaryEmbedding2d
 from .config import ModelConfig
 from .encoder import HierarchicalEncoder
-from .heads import build_head
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT_TAG = "segformer_lab"
+from .heads import HEADS
+from .hub import write_model_card
+from .pretrained import PretrainedMixin
 
 
-class SegmentationModel(nn.Module):
+def build_head(config: ModelConfig) -> nn.Module:
+    """The decode head ``config.decoder`` describes, over the encoder's stage widths."""
+    d = config.decoder
+    return HEADS[d.type](
+        config.widths,
+        config.num_classes,
+        width=d.width,
+        dropout=d.dropout,
+        dropout_mode=d.dropout_mode,
+        act=d.act,
+        fold=d.fold,
+        resizer=d.resizer,
+    )
+
+
+class SegmentationModel(PretrainedMixin, nn.Module):
     """``model(pixel_values[B, 3, H, W]) -> logits[B, K, ceil(H/4), ceil(W/4)]``.
 
     Logits stay at stride 4: upsampling to the label or image size is the caller's one
@@ -38,7 +49,7 @@ class SegmentationModel(nn.Module):
         self.config = config
         self.input_resizer = LearnableResizer(config.in_channels) if config.input_resizer else None
         self.encoder = HierarchicalEncoder(config)
-        self.decode_head = build_head(config.widths, config.decoder, config.num_classes)
+        self.decode_head = build_head(config)
         initialise(self)
         # mmseg's decode heads start the classifier at N(0, 0.01): near-uniform initial
         # predictions (the He init of a K-channel 1x1 conv gives logits of scale ~10).
@@ -62,42 +73,12 @@ class SegmentationModel(nn.Module):
     ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``, atomically;
         with ``model_card`` also a ``README.md`` model card (kept if one exists;
-        ``model_card_kwargs`` go to ``models.hub.model_card``: profile, metrics, dataset ...)."""
-        directory = write_pretrained(self, directory)
+        ``model_card_kwargs`` go to ``models.hub.model_card``: profile, metrics, dataset ...).
+        ``SegmentationModel.from_pretrained`` reads it back."""
+        directory = super().save_pretrained(directory)
         if model_card:
-            from .hub import write_model_card
-
             write_model_card(self, directory, **(model_card_kwargs or {}))
         return directory
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        """Upload ``config.json``, ``model.safetensors`` and a model card to the Hugging Face
-        Hub (needs huggingface_hub and the network); see ``models.hub.push_to_hub``."""
-        from .hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> SegmentationModel:
-        """Same as ``segformer_lab.load_model``: any supported checkpoint format."""
-        from .checkpoint import load_model
-
-        return load_model(path)
-
-
-def write_pretrained(model: nn.Module, directory: str | os.PathLike, task: str | None = None) -> Path:
-    """This project's on-disk format: ``model.safetensors`` (the state dict) and
-    ``config.json`` (``{"format": "segformer_lab", ["task": task,] **model.config}``; no
-    task is a segmentation model), each written atomically."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-    config = {"format": FORMAT_TAG, **({"task": task} if task else {}), **model.config.to_dict()}
-    atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(config, indent=2)))
-    return directory
 
 
 def check_pixel_values(pixel_values: torch.Tensor, in_channels: int, min_size: int) -> None:
@@ -127,8 +108,6 @@ def initialise(model: nn.Module) -> None:
     for module in model.modules():
         if hasattr(module, "reset_to_identity"):
             module.reset_to_identity()
-
-
 
 
 @torch.no_grad()

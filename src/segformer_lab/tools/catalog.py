@@ -8,6 +8,7 @@ import json
 import torch
 
 from ..models import SegmentationModel, get_config, list_models
+from ..models.parameters import parameter_counts
 
 
 def model_rows(pattern: str = "*") -> list[dict]:
@@ -16,7 +17,7 @@ def model_rows(pattern: str = "*") -> list[dict]:
     for name in list_models(pattern):
         config = get_config(name)
         with torch.device("meta"):  # counting parameters allocates nothing
-            params = sum(p.numel() for p in SegmentationModel(config).parameters())
+            params = parameter_counts(SegmentationModel(config))["total"]
         rows.append(
             {
                 "name": name,

@@ -20,8 +20,7 @@ from ..export import (
     export_onnx,
     require_export_packages,
 )
-from ..inference import resolve_model
-from ..models import CheckpointError
+from ..models import CheckpointError, open_model
 
 
 def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--batch sets the batch of a --static export (dynamic exports take any batch)")
     try:
         require_export_packages()
-        model = resolve_model(args.source, num_classes=args.num_classes)
+        model = open_model(args.source, num_classes=args.num_classes)
         result = export_onnx(
             model, args.onnx, opset=args.opset, static_size=args.static, batch=args.batch, fp16=args.fp16,
             check=not args.no_check,

@@ -21,6 +21,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..models import ModelConfig, SegmentationModel, get_config, list_models
+from ..models.parameters import parameter_counts
 
 # The attention kernel that F.scaled_dot_product_attention runs on CPU. FlopCounterMode
 # (torch 2.13) has formulas for the CUDA kernels only, so without one of ours it would
@@ -85,7 +86,8 @@ def meta_model(config: ModelConfig) -> SegmentationModel:
 def count_params(config: ModelConfig) -> tuple[int, int, int]:
     """Parameters of the whole model, its encoder and its decode head."""
     model = meta_model(config)
-    return tuple(sum(p.numel() for p in m.parameters()) for m in (model, model.encoder, model.decode_head))
+    counts = parameter_counts(model)
+    return counts["total"], counts["encoder"], counts["decode_head"]
 
 
 def outermost_macs(counts: dict[str, dict], prefixes: list[str]) -> int:

@@ -1,0 +1,166 @@
+"""Config inference: the ``ModelConfig`` of a segmentation model for a checkpoint, from
+this project's config, from a Hugging Face ``config.json``, or from the shapes of a
+state dict (our key names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..config import DEFAULT_NUM_CLASSES, MIT_HEADS, MIT_SR_RATIOS, DecoderConfig, ModelConfig, StageConfig
+from ..pretrained import CONFIG_NAME, CheckpointError
+from ..registry import get_config, list_models
+from .formats import OWN_CLASSIFIER_FORMAT
+from .reading import Source
+
+
+def segmentation_config(source: Source, converted: dict[str, torch.Tensor], notes: list[str]) -> ModelConfig:
+    """The segmentation model ``source`` describes; ``notes`` gets what was assumed.
+
+    An ``ImageClassifier``'s config keeps its encoder and gets ``DEFAULT_NUM_CLASSES``
+    (ADE20K's) for the decode head, as do encoder-only checkpoints."""
+    if source.own_config is not None:
+        config = ModelConfig.from_dict(source.own_config)
+        if source.format == OWN_CLASSIFIER_FORMAT:
+            notes.append(
+                f"image classifier ({config.num_classes} image classes): the segmentation head gets "
+                f"{DEFAULT_NUM_CLASSES} classes (ADE20K's count)"
+            )
+            config = config.replace(num_classes=DEFAULT_NUM_CLASSES)
+        return config
+    if source.hf_config is not None:
+        encoder_only = not any(k.startswith("decode_head.") for k in converted)
+        return config_from_hf(source.hf_config, encoder_only, notes)
+    try:
+        return infer_config(converted, notes)
+    except CheckpointError as e:
+        raise CheckpointError(f"{source.path}: {e}") from None
+
+
+def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> ModelConfig:
+    """A ``ModelConfig`` from a ``SegformerConfig`` dict (missing entries take
+    transformers' defaults, which are MiT-B0's)."""
+    if hf.get("hidden_act", "gelu") != "gelu":
+        raise CheckpointError(f"hidden_act {hf['hidden_act']!r} is not supported (SegFormer uses 'gelu')")
+    n = hf.get("num_encoder_blocks", 4)
+    lists = {
+        "hidden_sizes": hf.get("hidden_sizes", [32, 64, 160, 256]),
+        "depths": hf.get("depths", [2, 2, 2, 2]),
+        "num_attention_heads": hf.get("num_attention_heads", list(MIT_HEADS)),
+        "sr_ratios": hf.get("sr_ratios", list(MIT_SR_RATIOS)),
+        "patch_sizes": hf.get("patch_sizes", [7, 3, 3, 3]),
+        "strides": hf.get("strides", [4, 2, 2, 2]),
+        "mlp_ratios": hf.get("mlp_ratios", [4] * n),
+    }
+    bad = {k: v for k, v in lists.items() if len(v) != n}
+    if bad:
+        raise CheckpointError(f"{CONFIG_NAME}: num_encoder_blocks is {n} but {bad} have other lengths")
+    stages = tuple(
+        StageConfig(width=w, depth=d, num_heads=h, sr_ratio=r, patch_size=p, stride=s, mlp_ratio=float(m))
+        for w, d, h, r, p, s, m in zip(*lists.values())
+    )
+    if encoder_only:
+        num_classes = DEFAULT_NUM_CLASSES
+        labels = len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels")
+        notes.append(
+            f"encoder-only classification checkpoint ({labels} image classes): the segmentation head gets "
+            f"{DEFAULT_NUM_CLASSES} classes (ADE20K's count)"
+        )
+    else:
+        num_classes = len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels", 2)
+    decoder = DecoderConfig(
+        width=hf.get("decoder_hidden_size", 256), dropout=hf.get("classifier_dropout_prob", 0.1)
+    )
+    config = ModelConfig(
+        stages=stages,
+        decoder=decoder,
+        num_classes=num_classes,
+        in_channels=hf.get("num_channels", 3),
+        drop_path_rate=hf.get("drop_path_rate", 0.1),
+    )
+    return named(config)
+
+
+def infer_config(state: dict[str, torch.Tensor], notes: list[str]) -> ModelConfig:
+    """A ``ModelConfig`` from the shapes of a state dict (our key names).
+
+    Widths and the input channels come from the patch-embedding convolutions, patch
+    sizes from their kernels, depths from counting blocks, reduction ratios from the
+    ``sr`` kernels (none: 1), MLP ratios from ``dense1``, decoder width from
+    ``linear_c.0``, classes from the classifier. Two things no weight stores are
+    assumed: strides are 4 for a first stage with patch 7 and 2 otherwise (MiT's
+    overlapping patch embeddings), and the heads are MiT's (``MIT_HEADS``). Other head
+    counts load into the wrong model silently, so for those build the model yourself:
+    ``create_model(config=..., pretrained=path)``.
+    """
+
+    def shape(key: str) -> torch.Size:
+        if key not in state:
+            raise CheckpointError(f"cannot infer the architecture: {key} is not in the checkpoint")
+        return state[key].shape
+
+    stages = []
+    while f"encoder.patch_embeddings.{len(stages)}.proj.weight" in state:
+        i = len(stages)
+        embedding = shape(f"encoder.patch_embeddings.{i}.proj.weight")
+        if len(embedding) != 4:
+            raise CheckpointError(
+                f"cannot infer the architecture: encoder.patch_embeddings.{i}.proj.weight has shape "
+                f"{tuple(embedding)}, not a convolution's (only SegFormer's overlapping patch embeddings are inferred)"
+            )
+        width, _, patch, _ = embedding
+        depth = len({k.split(".")[3] for k in state if k.startswith(f"encoder.block.{i}.")})
+        sr = state.get(f"encoder.block.{i}.0.attention.self.sr.weight")
+        hidden = shape(f"encoder.block.{i}.0.mlp.dense1.weight")[0]
+        if i >= len(MIT_HEADS) or width % MIT_HEADS[i]:
+            raise CheckpointError(
+                f"cannot infer the attention heads of stage {i} (width {width}): only MiT's {MIT_HEADS} are "
+                "assumed; build the model with create_model(config=..., pretrained=path)"
+            )
+        stages.append(
+            StageConfig(
+                width=width,
+                depth=depth,
+                num_heads=MIT_HEADS[i],
+                sr_ratio=1 if sr is None else sr.shape[-1],
+                patch_size=patch,
+                stride=4 if i == 0 and patch == 7 else 2,
+                mlp_ratio=hidden / width,
+            )
+        )
+    if not stages:
+        raise CheckpointError(
+            "cannot infer the architecture: no encoder.patch_embeddings.0.proj.weight (not SegFormer?)"
+        )
+    in_channels = shape("encoder.patch_embeddings.0.proj.weight")[1]
+    notes.append(f"architecture inferred from the weights; attention heads assumed MiT's {MIT_HEADS[: len(stages)]}")
+    if "decode_head.classifier.weight" in state:
+        decoder = DecoderConfig(width=shape("decode_head.linear_c.0.proj.weight")[0])
+        num_classes = shape("decode_head.classifier.weight")[0]
+    else:
+        variant = variant_with(tuple(stages), in_channels)
+        decoder = variant.decoder if variant is not None else DecoderConfig()
+        num_classes = DEFAULT_NUM_CLASSES
+        notes.append(
+            f"encoder-only checkpoint: the segmentation head gets {num_classes} classes "
+            f"and decoder width {decoder.width}"
+        )
+    return named(ModelConfig(stages=tuple(stages), decoder=decoder, num_classes=num_classes, in_channels=in_channels))
+
+
+def variant_with(stages: tuple[StageConfig, ...], in_channels: int) -> ModelConfig | None:
+    """The registered model whose encoder is exactly ``stages``, if any."""
+    for name in list_models():
+        config = get_config(name)
+        if config.stages == stages and config.in_channels == in_channels:
+            return config
+    return None
+
+
+def named(config: ModelConfig) -> ModelConfig:
+    """``config`` named after the registered model it equals in architecture, if any."""
+    variant = variant_with(config.stages, config.in_channels)
+    if variant is not None and variant.decoder.width == config.decoder.width:
+        return config.replace(name=variant.name)
+    return config

@@ -1,0 +1,70 @@
+"""Export to Hugging Face transformers: our keys in the Hub's spelling, and the
+``SegformerConfig`` of a config that plain SegFormer can express."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import torch
+
+from ..config import DecoderConfig, ModelConfig, StageConfig
+from .formats import HF_PREFIX
+
+# What a transformers SegformerConfig can say about a stage; every other field must keep
+# its plain-SegFormer default (``fold`` changes how, not what, a model computes).
+HF_STAGE_FIELDS = ("width", "depth", "num_heads", "sr_ratio", "patch_size", "stride", "mlp_ratio", "fold")
+
+
+def to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our keys -> the Hub spelling of ``SegformerForSemanticSegmentation`` (as saved by
+    transformers 4 and 5): encoder keys get the ``segformer.`` prefix, the rest is equal."""
+    return {(HF_PREFIX + k if k.startswith("encoder.") else k): v for k, v in state_dict.items()}
+
+
+def transformers_differences(config: ModelConfig) -> list[str]:
+    """Where ``config`` departs from plain SegFormer, which transformers' model is (RoPE,
+    BoostFormer components, resizers ...): ``["stage 0: mixer='pooled'", ...]``."""
+    differences = []
+    for i, stage in enumerate(config.stages):
+        plain = StageConfig(**{name: getattr(stage, name) for name in HF_STAGE_FIELDS})
+        differences += [f"stage {i}: {f.name}={getattr(stage, f.name)!r}" for f in fields(StageConfig)
+                        if getattr(stage, f.name) != getattr(plain, f.name)]  # fmt: skip
+    decoder = config.decoder
+    plain = DecoderConfig(width=decoder.width, dropout=decoder.dropout, dropout_mode=decoder.dropout_mode,
+                          fold=decoder.fold)  # fmt: skip
+    differences += [f"decoder: {f.name}={getattr(decoder, f.name)!r}" for f in fields(DecoderConfig)
+                    if getattr(decoder, f.name) != getattr(plain, f.name)]  # fmt: skip
+    if config.input_resizer is not None:
+        differences.append(f"input_resizer={config.input_resizer!r}")
+    return differences
+
+
+def to_hf_config(config: ModelConfig) -> dict[str, Any]:
+    """The ``transformers.SegformerConfig`` keyword arguments describing ``config``; a
+    ``ValueError`` naming the differences if transformers' SegFormer cannot express it.
+
+    MLP ratios are written as ints where they are whole numbers: transformers 5 validates
+    ``mlp_ratios`` as a list of ints."""
+    differences = transformers_differences(config)
+    if differences:
+        raise ValueError(
+            f"{config.name} has no transformers equivalent (SegformerForSemanticSegmentation is plain SegFormer): "
+            + ", ".join(differences)
+        )
+    stages = config.stages
+    return {
+        "num_channels": config.in_channels,
+        "num_encoder_blocks": len(stages),
+        "depths": [s.depth for s in stages],
+        "sr_ratios": [s.sr_ratio for s in stages],
+        "hidden_sizes": [s.width for s in stages],
+        "patch_sizes": [s.patch_size for s in stages],
+        "strides": [s.stride for s in stages],
+        "num_attention_heads": [s.num_heads for s in stages],
+        "mlp_ratios": [int(s.mlp_ratio) if float(s.mlp_ratio).is_integer() else s.mlp_ratio for s in stages],
+        "decoder_hidden_size": config.decoder.width,
+        "classifier_dropout_prob": config.decoder.dropout,
+        "drop_path_rate": config.drop_path_rate,
+        "num_labels": config.num_classes,
+    }
