@@ -36,7 +36,6 @@ from .images import input_size, load_rgb, to_pixel_values
 from .logits import MODES, predict_logits
 
 
-
 # --- what a Segmenter is built from ---------------------------------------------------
 def checkpoint_class_names(source: Any, num_classes: int) -> list[str] | None:
     """Class names stored with a checkpoint: the ``id2label`` (Hugging Face) of the
