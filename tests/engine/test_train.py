@@ -242,7 +242,7 @@ def test_augmentation_is_exact_after_a_mid_epoch_resume_with_workers(tmp_path):
 def test_cli_trains_on_folder_and_parquet_data(data_format, tmp_path):
     """The user-folder format and scene_parse_150-style parquet files train through
     ``segformer-lab train`` as ADE20K does (validation on the training split here)."""
-    from test_data import encode, folder_mask, make_folder, make_parquet, raw_ade_mask, rgb
+    from datasets_on_disk import encode, folder_mask, make_folder, make_parquet, raw_ade_mask, rgb
 
     if data_format == "folder":
         root, classes, split = make_folder(tmp_path, {"a": folder_mask(), "b": folder_mask()}), 3, "train"

@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 import segformer_lab as sl
+from helpers import REPO
 from segformer_lab.layers import AxialRoPE, EfficientSelfAttention, MixedRoPE, build_rope, rotate_pairs
 from segformer_lab.layers.rope import grid_coordinates
 
@@ -291,9 +292,8 @@ def test_seed_style_complex_baseline_of_the_benchmark_matches(shallow):
     """benchmarks/rope_complex.py times a complex-number rotation against ours: it must
     compute the same logits (pooled keys), or the comparison would mean nothing."""
     import importlib.util
-    from pathlib import Path
 
-    path = Path(__file__).parents[1] / "benchmarks" / "rope_complex.py"
+    path = REPO / "benchmarks" / "rope_complex.py"
     spec = importlib.util.spec_from_file_location("rope_complex", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import segformer_lab as sl
+from helpers import randomised
 from segformer_lab.models.checkpoint import to_hf_config, to_hf_state_dict
 
 transformers = pytest.importorskip("transformers")
@@ -16,26 +17,11 @@ transformers = pytest.importorskip("transformers")
 TOLERANCE = 1e-4
 
 
-@torch.no_grad()
-def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Perturb every weight (norms too, which initialise to 1 and 0) and the BatchNorm
-    running statistics, so a misplaced or unused tensor shows in the logits."""
-    g = torch.Generator().manual_seed(seed)
-    for t in model.state_dict().values():
-        if t.is_floating_point():
-            t.add_(0.02 * torch.randn(t.shape, generator=g))
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return model.eval()
-
-
 def hf_checkpoint(config: sl.ModelConfig, directory) -> nn.Module:
     """A random ``SegformerForSemanticSegmentation`` shaped like ``config``, written to
     ``directory`` by transformers' own ``save_pretrained``."""
     hf = transformers.SegformerForSemanticSegmentation(transformers.SegformerConfig(**to_hf_config(config)))
-    randomised(hf).save_pretrained(directory)
+    randomised(hf, scale=0.02).eval().save_pretrained(directory)
     return hf
 
 
@@ -79,7 +65,7 @@ def test_create_model_with_transformers_directory(b0):
 
 
 def test_transformers_loads_our_export(tmp_path):
-    ours = randomised(sl.create_model("segformer_b0"))
+    ours = randomised(sl.create_model("segformer_b0"), scale=0.02).eval()
     state = {k: v.contiguous() for k, v in to_hf_state_dict(ours.state_dict()).items()}
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     transformers.SegformerConfig(**to_hf_config(ours.config)).save_pretrained(tmp_path)

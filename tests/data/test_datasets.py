@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import warnings
@@ -32,92 +31,9 @@ from segformer_lab.data import (
     collate,
     fit_size,
 )
-
-H, W = 40, 60
-RNG = np.random.default_rng(0)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def rgb(h: int = H, w: int = W) -> np.ndarray:
-    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def save(array: np.ndarray, path: Path) -> Path:
-    """uint8 [H, W] -> L, [H, W, 3] -> RGB, [H, W, 4] -> RGBA, uint16 [H, W] -> I;16."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
-
-
-def encode(array: np.ndarray, fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def raw_ade_mask(h: int = H, w: int = W) -> np.ndarray:
-    """Raw ADE20K values: 0 ("other") and 1..150 in stripes."""
-    mask = np.zeros((h, w), np.uint8)
-    mask[:, 10:20], mask[:, 20:30], mask[:, 30:] = 1, 150, 7
-    return mask
-
-
-def reduced(mask: np.ndarray) -> np.ndarray:
-    out = mask.astype(np.int64) - 1
-    out[(mask == 0) | (mask == 255)] = 255
-    return out
-
-
-def make_ade(tmp_path: Path, stems=("a", "b"), split="training") -> Path:
-    root = tmp_path / "ADEChallengeData2016"
-    for stem in stems:
-        save(rgb(), root / "images" / split / f"{stem}.jpg")
-        save(raw_ade_mask(), root / "annotations" / split / f"{stem}.png")
-    return root
-
-
-def make_folder(tmp_path: Path, masks: dict[str, np.ndarray], classes=("sky", "road", "car")) -> Path:
-    root = tmp_path / "mine"
-    for stem, mask in masks.items():
-        save(rgb(*mask.shape), root / "images" / "train" / f"{stem}.png")
-        save(mask, root / "masks" / "train" / f"{stem}.png")
-    (root / "classes.txt").write_text("\n".join(classes) + "\n")
-    return root
-
-
-def folder_mask() -> np.ndarray:
-    mask = np.zeros((H, W), np.uint8)
-    mask[:, 20:40], mask[:, 40:], mask[:5] = 1, 2, 255
-    return mask
-
-
-def make_parquet(path: Path, rows: list[tuple[bytes | None, bytes | None]], row_group_size=2) -> Path:
-    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    images = [None if i is None else {"bytes": i, "path": f"img_{n}.jpg"} for n, (i, _) in enumerate(rows)]
-    annos = [None if a is None else {"bytes": a, "path": f"img_{n}.png"} for n, (_, a) in enumerate(rows)]
-    table = pa.table({"image": pa.array(images, struct), "annotation": pa.array(annos, struct),
-                      "scene_category": pa.array(list(range(len(rows))), pa.int64())})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, row_group_size=row_group_size)
-    return path
-
-
-def make_tiny(tmp_path: Path) -> Path:
-    root = tmp_path / "tiny-imagenet-200"
-    wnids = ["n02", "n01", "n03"]  # deliberately not sorted: labels follow this order
-    (root).mkdir()
-    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
-    for wnid in wnids:
-        for k in range(2):
-            save(rgb(64, 64), root / "train" / wnid / "images" / f"{wnid}_{k}.JPEG")
-    lines = []
-    for k, wnid in enumerate(["n03", "n02", "n01", "n03"]):
-        save(rgb(64, 64), root / "val" / "images" / f"val_{k}.JPEG")
-        lines.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t10\t10")
-    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
-    return root
+from datasets_on_disk import (
+    RNG, H, W, encode, folder_mask, make_ade, make_folder, make_parquet, make_tiny, raw_ade_mask, reduced, rgb, save,
+)
 
 
 # ----------------------------------------------------------------------------- sources

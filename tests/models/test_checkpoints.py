@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import segformer_lab as sl
+from helpers import randomised
 from segformer_lab.engine import SegmentationModule, load_for_eval, resolve_config
 from segformer_lab.models import LoadReport, SegmentationModel, load_weights, mit_stages
 from segformer_lab.models.checkpoint import KEY_FORMATS, reading, to_hf_config, to_hf_state_dict
@@ -32,21 +33,6 @@ def tiny_config(**changes) -> sl.ModelConfig:
         stages=mit_stages((16, 32, 40, 64), (1, 2, 1, 1)), decoder=sl.DecoderConfig(width=32), num_classes=5
     )
     return config.replace(**changes)
-
-
-@torch.no_grad()
-def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Perturb every weight and BatchNorm statistic, so that any tensor loaded into the
-    wrong place changes the outputs."""
-    g = torch.Generator().manual_seed(seed)
-    for t in model.state_dict().values():
-        if t.is_floating_point():
-            t.add_(0.1 * torch.randn(t.shape, generator=g))
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(0.5 * torch.randn(m.running_mean.shape, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return model
 
 
 def tiny_model(**changes) -> SegmentationModel:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import REPO
 from segformer_lab import create_model
 from segformer_lab.engine import (
     OptimConfig,
@@ -239,7 +240,7 @@ def test_resolve_config(tmp_path):
         resolve_config(path, ["optim.lr"])
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_resolve(path):
     from segformer_lab import get_config
     from segformer_lab.data import build_transforms

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_data import make_tiny
+from datasets_on_disk import make_tiny
 from torch import nn
 
 import segformer_lab as sl
