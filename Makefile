@@ -39,7 +39,9 @@ demo: $(VENV)/.runtime
 	$(BIN)/segformer-lab models
 	$(BIN)/segformer-lab demo --out $(OUT) $(DEMO_ARGS)
 
+# The layer contract (pyproject.toml: import-linter) first, then the tests.
 test: $(VENV)/.test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

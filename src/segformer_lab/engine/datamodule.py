@@ -17,7 +17,7 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data import BaseDataset
+from ..data import BaseDataset, build_dataset, build_transforms, collate
 
 
 class EpochSampler(Sampler):
@@ -95,8 +95,6 @@ class SegmentationDataModule(L.LightningDataModule):
     @classmethod
     def from_config(cls, data: dict[str, Any], seed: int = 0, num_classes: int | None = None) -> SegmentationDataModule:
         """Datasets from the data layer, as the ``data`` section of an experiment config says."""
-        from ..data import build_dataset, build_transforms
-
         def dataset(split: str, transforms: dict[str, Any]):
             transforms = dict(transforms)
             pipeline = build_transforms(transforms.pop("name"), **transforms)
@@ -108,8 +106,6 @@ class SegmentationDataModule(L.LightningDataModule):
                    data["val_batch_size"], data["num_workers"], seed)
 
     def _loader_args(self, batch_size: int) -> dict[str, Any]:
-        from ..data import collate
-
         return {"batch_size": batch_size, "num_workers": self.num_workers, "collate_fn": collate,
                 "pin_memory": torch.cuda.is_available()}
 
