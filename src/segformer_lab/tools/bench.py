@@ -24,6 +24,7 @@ import tempfile
 from typing import Callable
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from ..engine.losses import upsampled_cross_entropy
@@ -232,7 +233,6 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
             "comparing with transformers needs the transformers package (a test extra): "
             "pip install 'segformer-lab[test]'"
         ) from err
-    from safetensors.torch import save_file
 
     progress_bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()

@@ -47,48 +47,6 @@ class Stages:
         print(f"[{self.done}/{self.total}] {text}{suffix}", flush=True)
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="the main job: train and compare SegFormer variants on an embedded dataset, with a report",
-        description="Generate the scenes dataset, train SegFormer-B0, its two RoPE variants and BoostFormer-B0 "
-        "from scratch with one recipe (the packaged demo.yaml) and seed, score them at the training size and at 2x, "
-        "profile and time them, and write OUT/report.md with plots. An interrupted demo picks up where it "
-        "stopped: finished runs are reused, unfinished ones resume.",
-    )
-    p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output directory (default: outputs/demo)")
-    p.add_argument("--budget", type=float, default=None, metavar="MIN",
-                   help=f"wall-clock minutes for the whole demo, dataset included: the training steps per run are "
-                   f"chosen from a few timed steps so that the demo is planned to take {PLAN_FRACTION * 100:.0f}%% of it "
-                   f"(default: {DEFAULT_BUDGET_MIN:g})")
-    p.add_argument("--steps", type=int, default=None, metavar="N",
-                   help="training steps per run, instead of fitting the budget")
-    p.add_argument("--seeds", type=int, default=1, metavar="N",
-                   help="runs per model with seeds 0..N-1 (added to the recipe's); mean ± std (default: 1)")
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL",
-                   help=f"models to train (default: {' '.join(DEFAULT_MODELS)}; boostformer_b0_rope_mixed "
-                   "is a good addition)")
-    p.add_argument("--data-dir", metavar="DIR", help="where the scenes dataset is generated or reused "
-                   "(default: OUT/scenes)")
-    p.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES, metavar="N",
-                   help=f"training images (default: {DEFAULT_TRAIN_IMAGES}); small values for a quick look")
-    p.add_argument("--val-images", type=int, default=DEFAULT_VAL_IMAGES, metavar="N",
-                   help=f"validation images (default: {DEFAULT_VAL_IMAGES})")
-    p.add_argument("--config", metavar="YAML", help="the recipe (default: demo.yaml of segformer_lab.tools.demo)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a recipe value (as 'segformer-lab train --set'), e.g. optim.lr=1e-3")
-    p.add_argument("--latency-size", type=int, default=PROFILE_SIZE, metavar="S",
-                   help=f"side of the square image timed on the CPU (default: {PROFILE_SIZE})")
-    p.add_argument("--latency-repeats", type=int, default=3, metavar="N",
-                   help="timed rounds after one warm-up round (default: 3; 0 skips timing)")
-    p.add_argument("--grid-images", type=int, default=4, metavar="N",
-                   help="validation images in the prediction grid (default: 4)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch threads (default: 1 or all cores, whichever trains faster here)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(run=run)
-
-
 def quiet_lightning() -> None:
     """Lightning's progress bar stays; its INFO lines (accelerators, tips, stops) go."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -119,25 +77,8 @@ def exclusive(out: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run(args: argparse.Namespace) -> int:
-    clock = time.perf_counter()
-    models = list(dict.fromkeys(get_config(name).name for name in args.models))  # unknown names fail here
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.steps is not None and args.steps < VAL_POINTS:
-        raise ValueError(f"--steps must be >= {VAL_POINTS}, got {args.steps}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with exclusive(out):
-        try:
-            return _run(args, out, models, clock)
-        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
-            print(f"\ninterrupted: run the same command again to continue (finished runs are kept, the "
-                  f"unfinished one resumes from its last checkpoint in {out / 'runs'})", flush=True)
-            raise
-
-
-def _run(args: argparse.Namespace, out: Path, models: list[str], clock: float) -> int:
+def run_stages(args: argparse.Namespace, out: Path, models: list[str], clock: float) -> int:
+    """The demo's stages in order, into ``out`` (``run`` checks the arguments and holds the lock)."""
     quiet_lightning()
     progress = not args.no_progress
     runs_total = len(models) * args.seeds
@@ -233,3 +174,63 @@ def _run(args: argparse.Namespace, out: Path, models: list[str], clock: float) -
         print(f"plot: {path}")
     print(f"results: {out / 'results.json'}")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    clock = time.perf_counter()
+    models = list(dict.fromkeys(get_config(name).name for name in args.models))  # unknown names fail here
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.steps is not None and args.steps < VAL_POINTS:
+        raise ValueError(f"--steps must be >= {VAL_POINTS}, got {args.steps}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out):
+        try:
+            return run_stages(args, out, models, clock)
+        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
+            print(f"\ninterrupted: run the same command again to continue (finished runs are kept, the "
+                  f"unfinished one resumes from its last checkpoint in {out / 'runs'})", flush=True)
+            raise
+
+
+def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
+    p = sub.add_parser(
+        command,
+        help="the main job: train and compare SegFormer variants on an embedded dataset, with a report",
+        description="Generate the scenes dataset, train SegFormer-B0, its two RoPE variants and BoostFormer-B0 "
+        "from scratch with one recipe (the packaged demo.yaml) and seed, score them at the training size and at 2x, "
+        "profile and time them, and write OUT/report.md with plots. An interrupted demo picks up where it "
+        "stopped: finished runs are reused, unfinished ones resume.",
+    )
+    p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output directory (default: outputs/demo)")
+    p.add_argument("--budget", type=float, default=None, metavar="MIN",
+                   help=f"wall-clock minutes for the whole demo, dataset included: the training steps per run are "
+                   f"calibrated on a few real training steps so that the demo is planned to take {PLAN_FRACTION * 100:.0f}%% of it "
+                   f"(default: {DEFAULT_BUDGET_MIN:g})")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="training steps per run, instead of fitting the budget")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="runs per model with seeds 0..N-1 (added to the recipe's); mean ± std (default: 1)")
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL",
+                   help=f"models to train (default: {' '.join(DEFAULT_MODELS)}; boostformer_b0_rope_mixed "
+                   "is a good addition)")
+    p.add_argument("--data-dir", metavar="DIR", help="where the scenes dataset is generated or reused "
+                   "(default: OUT/scenes)")
+    p.add_argument("--train-images", type=int, default=DEFAULT_TRAIN_IMAGES, metavar="N",
+                   help=f"training images (default: {DEFAULT_TRAIN_IMAGES}); small values for a quick look")
+    p.add_argument("--val-images", type=int, default=DEFAULT_VAL_IMAGES, metavar="N",
+                   help=f"validation images (default: {DEFAULT_VAL_IMAGES})")
+    p.add_argument("--config", metavar="YAML", help="the recipe (default: demo.yaml of segformer_lab.tools.demo)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a recipe value (as 'segformer-lab train --set'), e.g. optim.lr=1e-3")
+    p.add_argument("--latency-size", type=int, default=PROFILE_SIZE, metavar="S",
+                   help=f"side of the square image timed on the CPU (default: {PROFILE_SIZE})")
+    p.add_argument("--latency-repeats", type=int, default=3, metavar="N",
+                   help="timed rounds after one warm-up round (default: 3; 0 skips timing)")
+    p.add_argument("--grid-images", type=int, default=4, metavar="N",
+                   help="validation images in the prediction grid (default: 4)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads (default: 1 or all cores, whichever trains faster here)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
