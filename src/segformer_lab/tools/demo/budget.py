@@ -143,7 +143,7 @@ def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: int, model
     calibration: other jobs slowed whole demos on a shared machine by up to 1.5x) and gives
     the steps a margin (``STEP_MARGIN``)."""
     step = STEP_MARGIN * costs.step
-    per_run = (costs.run_overhead + 1.0  # training set-up and tear-down; loading the final weights
+    per_run = (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the final weights
                + VAL_POINTS * val_images * costs.forward  # validations during training
                + val_images * (costs.forward + costs.forward2x))  # the final scoring
     fixed = (models * bench_rounds * costs.forward_profile * 1.2  # latency
