@@ -27,7 +27,7 @@ from torch.utils.data import Subset
 from ..._io import read_json, write_json
 from ...engine import evaluate, train
 from ..timing import torch_threads
-from .dataset import IMAGE_SIZE
+from .dataset import IMAGE_SIZE, spread_indices
 from .formatting import duration
 from .measure import PROFILE_SIZE
 from .recipe import VAL_POINTS, device_of, recipe_key, set_steps
@@ -105,13 +105,12 @@ def _time_training(config: dict[str, Any]) -> tuple[float, float, Any]:
 def _time_scoring(model: Any, eval_set: Any, device: str) -> tuple[float, float]:
     """Seconds per validation image of ``evaluate`` at the training size, and the extra
     seconds of scoring it at twice that size too (the final scoring does both)."""
-    count = min(CALIBRATION_IMAGES, len(eval_set))
-    images = Subset(eval_set, [round(i * (len(eval_set) - 1) / max(1, count - 1)) for i in range(count)])
+    images = Subset(eval_set, spread_indices(CALIBRATION_IMAGES, len(eval_set)))
     seconds = []
     for sizes in ([IMAGE_SIZE], [IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE]):  # the first is a warm-up
         start = time.perf_counter()
         evaluate(model, images, sizes=sizes, device=device, progress=False)
-        seconds.append((time.perf_counter() - start) / count)
+        seconds.append((time.perf_counter() - start) / len(images))
     return seconds[1], max(0.0, seconds[2] - seconds[1])
 
 

@@ -23,7 +23,7 @@ from ...engine import load_for_eval
 from ...models import get_config
 from .budget import DEFAULT_BUDGET_MIN, PLAN_FRACTION, make_plan, usable_cores
 from .dataset import (DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, IMAGE_SIZE, dataset_meta, majority_baseline,
-                      prepare_dataset)
+                      prepare_dataset, spread_indices)
 from .formatting import duration, mean_std, pm
 from .measure import PROFILE_SIZE, measure_latency, profile_models
 from .plots import make_plots, predictions
@@ -149,9 +149,7 @@ def run_stages(args: argparse.Namespace, out: Path, models: list[str], clock: fl
     grid = None
     if args.grid_images > 0:
         trained = {m: load_for_eval(last_checkpoint(run_dir_of(out, m, base_seed)))[0] for m in models}
-        count = min(args.grid_images, len(eval_set))
-        indices = sorted({round(i * (len(eval_set) - 1) / max(1, count - 1)) for i in range(count)})
-        grid = predictions(trained, eval_set, indices, sizes[0], device)
+        grid = predictions(trained, eval_set, spread_indices(args.grid_images, len(eval_set)), sizes[0], device)
     summary = Summary(models, sizes, results, profile, latency, args.latency_size, baseline, classes,
                       info["palette"], config, {"train": args.train_images, "val": args.val_images},
                       {"threads": torch.get_num_threads(), "cores": usable_cores(), "torch": torch.__version__,
@@ -206,8 +204,8 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output directory (default: outputs/demo)")
     p.add_argument("--budget", type=float, default=None, metavar="MIN",
                    help=f"wall-clock minutes for the whole demo, dataset included: the training steps per run are "
-                   f"calibrated on a few real training steps so that the demo is planned to take {PLAN_FRACTION * 100:.0f}%% of it "
-                   f"(default: {DEFAULT_BUDGET_MIN:g})")
+                   f"calibrated on a few real training steps so that the demo is planned to take "
+                   f"{PLAN_FRACTION * 100:.0f}%% of it (default: {DEFAULT_BUDGET_MIN:g})")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="training steps per run, instead of fitting the budget")
     p.add_argument("--seeds", type=int, default=1, metavar="N",

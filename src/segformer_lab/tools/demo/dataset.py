@@ -20,6 +20,13 @@ IMAGE_SIZE = 128  # the training images' side, and the short side the models are
 DATA_SEED = 0
 
 
+def spread_indices(count: int, length: int) -> list[int]:
+    """Up to ``count`` distinct indices of ``range(length)`` spread evenly, the first and the
+    last included (images of varied sizes for a sample that represents the split)."""
+    count = min(count, length)
+    return sorted({round(i * (length - 1) / max(1, count - 1)) for i in range(count)})
+
+
 def prepare_dataset(root: Path, train: int, val: int) -> tuple[Path, bool, float]:
     """The scenes dataset in ``root`` (generated unless already there): its root, whether
     it was reused, and the seconds it took."""

@@ -30,7 +30,7 @@ class Summary:
     palette: list[tuple[int, int, int]]
     config: dict[str, Any]
     dataset: dict[str, Any]
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # threads, cores, torch, plan (the machine)
 
     def values(self, model: str, metric: str, size: int | None = None) -> list[float]:
         size = self.sizes[0] if size is None else size
@@ -53,7 +53,8 @@ def write_report(summary: Summary, out: Path, plots: dict[str, Path]) -> Path:
         f"Scene parsing on the embedded scenes dataset ({summary.dataset['train']} training images of "
         f"{IMAGE_SIZE}x{IMAGE_SIZE}, {summary.dataset['val']} validation images of varied sizes, "
         f"{len(summary.classes)} classes), every model trained from scratch with one recipe "
-        f"(`segformer_lab/tools/demo/demo.yaml`): {config['trainer']['max_steps']} steps of batch {config['data']['batch_size']}, "
+        f"(`segformer_lab/tools/demo/demo.yaml`): {config['trainer']['max_steps']} steps of batch "
+        f"{config['data']['batch_size']}, "
         f"AdamW lr {config['optim']['lr']:g} (weight decay {config['optim']['weight_decay']:g}), warmup over "
         f"{warmup} then poly {config['optim']['poly_power']:g} decay; "
         + (f"seed {seeds[0]}." if n == 1 else f"{n} seeds ({', '.join(map(str, seeds))}), mean ± sample std."),
@@ -78,7 +79,8 @@ def write_report(summary: Summary, out: Path, plots: dict[str, Path]) -> Path:
         lines.append(
             f"| {model} | {pm(summary.values(model, 'mIoU'))} | {pm(summary.values(model, 'mAcc'))} "
             f"| {pm(summary.values(model, 'aAcc'))} | {prof['params']:,} | {prof['gmacs']:.2f} "
-            f"| {'—' if ms is None else f'{ms:.0f}'} | {duration(mean_time)} | {pm(summary.values(model, 'mIoU', s1))} |")
+            f"| {'—' if ms is None else f'{ms:.0f}'} | {duration(mean_time)} "
+            f"| {pm(summary.values(model, 'mIoU', s1))} |")
     base = summary.baseline
     lines.append(f"| majority class ({summary.classes[base['class']]}) | {base['mIoU']:.1f} | {base['mAcc']:.1f} "
                  f"| {base['aAcc']:.1f} | — | — | — | — | {base['mIoU']:.1f} |")
