@@ -8,7 +8,8 @@ import torch
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.tools.bench import benchmark, randomise_batch_norms, random_batch, relative_rows, training_step
+from segformer_lab.tools.bench import benchmark, randomise_batch_norms, random_batch, training_step
+from segformer_lab.tools.timing import relative_rows
 
 FAST = {"size": (64, 64), "warmup": 1, "repeats": 2}
 

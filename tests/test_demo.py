@@ -11,10 +11,17 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
-from segformer_lab import cli
-from segformer_lab.tools import demo
+from segformer_lab import cli, get_config
+from segformer_lab.data import build_dataset, build_transforms
+from segformer_lab.engine import OptimConfig
+from segformer_lab.tools.demo.budget import MIN_STEPS, PLAN_FRACTION, Costs, calibrate, loop_costs, plan_steps
+from segformer_lab.tools.demo.command import LOCK_FILE
+from segformer_lab.tools.demo.dataset import dataset_meta
+from segformer_lab.tools.demo.formatting import duration, pm
+from segformer_lab.tools.demo.recipe import RECIPE, VAL_POINTS, load_recipe
 
 MODELS = ["segformer_b0", "boostformer_b0"]
 TINY = ["--train-images", "16", "--val-images", "4", "--steps", "2", "--set", "data.batch_size=2",
@@ -124,22 +131,64 @@ def test_seeds_give_mean_and_std(first):
     assert all(re.fullmatch(r"\d+\.\d ± \d+\.\d", cell) for cell in (row[0], row[1], row[2], row[-1])), row
 
 
-def test_recipe_file_matches_builtin_copy():
-    """configs/demo.yaml is the recipe; the module's copy (used outside a checkout) agrees."""
-    from segformer_lab.engine import resolve_config
-
-    assert demo.RECIPE_FILE.is_file()
-    assert resolve_config(demo.RECIPE_FILE) == resolve_config(demo.BUILTIN_RECIPE)
-
-
 def test_plan_fits_the_budget():
-    costs = demo.Costs(step=0.5, forward=0.02, forward2x=0.08, forward_profile=0.3)
-    steps, estimate = demo.plan_steps(costs, budget_s=480, elapsed_s=30, runs=4, models=4, val_images=200,
+    costs = Costs(step=0.5, forward=0.02, forward2x=0.08, forward_profile=0.3)
+    steps, estimate = plan_steps(costs, budget_s=480, elapsed_s=30, runs=4, models=4, val_images=200,
                                       bench_rounds=4)
-    assert steps % demo.VAL_POINTS == 0 and steps > 50
-    assert estimate["total_s"] <= demo.PLAN_FRACTION * 480 + 1
-    tight, _ = demo.plan_steps(costs, budget_s=60, elapsed_s=30, runs=4, models=4, val_images=200, bench_rounds=4)
-    assert tight == demo.MIN_STEPS
+    assert steps % VAL_POINTS == 0 and steps > 50
+    assert estimate["total_s"] <= PLAN_FRACTION * 480 + 1
+    tight, _ = plan_steps(costs, budget_s=60, elapsed_s=30, runs=4, models=4, val_images=200, bench_rounds=4)
+    assert tight == MIN_STEPS
+
+
+def test_the_recipe_ships_in_the_package(tmp_path):
+    """demo.yaml is package data (the one copy of the recipe): it resolves and builds like
+    the recipes of configs/, and --config FILE takes another file."""
+    assert RECIPE.is_file()
+    config = load_recipe()
+    get_config(config["model"]["name"], **config["model"]["overrides"])
+    for key in ("train_transforms", "val_transforms"):
+        params = dict(config["data"][key])
+        build_transforms(params.pop("name"), **params)
+    OptimConfig(**config["optim"]).warmup_iters(1000)
+    assert config["model"]["num_classes"] == 14 and config["data"]["batch_size"] == 8
+    other = tmp_path / "other.yaml"
+    other.write_text(RECIPE.read_text(encoding="utf-8").replace("batch_size: 8", "batch_size: 4"), encoding="utf-8")
+    assert load_recipe(other, ["optim.lr=1e-3"])["data"]["batch_size"] == 4
+    assert load_recipe(other, ["optim.lr=1e-3"])["optim"]["lr"] == 1e-3
+
+
+def test_calibration_arithmetic():
+    """A step is the mean time between step ends after the warm-up; the rest of the run
+    (set-up, slower first steps, tear-down) is what it took beyond its steps at that pace."""
+    ends = [10.0, 10.5, 10.7, 10.9, 11.1, 11.3]
+    step, rest = loop_costs(ends, start=7.0, finish=12.0, warmup=1)
+    assert step == pytest.approx(0.2)  # (11.3 - 10.5) / 4
+    assert rest == pytest.approx(5.0 - 6 * 0.2)
+    assert loop_costs([10.1, 10.2, 10.5, 10.8], start=10.0, finish=10.85, warmup=1) == (pytest.approx(0.3), 0.0)
+    with pytest.raises(ValueError, match="step ends"):
+        loop_costs([1.0, 2.0], start=0.0, finish=3.0, warmup=1)
+    # a slower run (busier machine, slower loop) gets fewer planned steps
+    fast = Costs(step=0.2, forward=0.02, forward2x=0.06, forward_profile=0.2, run_overhead=1.0)
+    slow = Costs(step=0.3, forward=0.02, forward2x=0.06, forward_profile=0.2, run_overhead=1.0)
+    plan = {"budget_s": 480, "elapsed_s": 30, "runs": 4, "models": 4, "val_images": 200, "bench_rounds": 4}
+    assert plan_steps(slow, **plan)[0] < plan_steps(fast, **plan)[0]
+
+
+def test_calibration_times_the_engine_training_loop(first):
+    """Calibration trains a few real steps through the engine (Lightning's loop, the
+    fused loss) and scores a few validation images; the thread count is restored."""
+    out, _, _ = first
+    root = out / "scenes"
+    num_classes = len(dataset_meta(root)["classes"])
+    config = load_recipe(None, ["data.batch_size=2"])
+    config["data"]["root"], config["model"]["num_classes"] = str(root), num_classes
+    eval_set = build_dataset("ade20k", root, "validation", transforms="none", num_classes=num_classes)
+    threads_before = torch.get_num_threads()
+    costs, threads = calibrate(config, "segformer_b0", eval_set, "cpu", [1])
+    assert threads == 1 and torch.get_num_threads() == threads_before
+    assert costs.step > 0 and costs.forward > 0 and costs.forward2x >= 0 and costs.run_overhead >= 0
+    assert costs.forward_profile >= costs.forward2x
 
 
 def test_help():
@@ -150,9 +199,9 @@ def test_help():
 
 
 def test_mean_and_std_format():
-    assert demo.pm([41.23]) == "41.2"
-    assert demo.pm([40.0, 42.0]) == f"41.0 ± {math.sqrt(2):.1f}"
-    assert demo.duration(123) == "2m03s" and demo.duration(4.25) == "4.2s"
+    assert pm([41.23]) == "41.2"
+    assert pm([40.0, 42.0]) == f"41.0 ± {math.sqrt(2):.1f}"
+    assert duration(123) == "2m03s" and duration(4.25) == "4.2s"
 
 
 
@@ -161,13 +210,13 @@ def test_one_demo_at_a_time(tmp_path):
     fcntl = pytest.importorskip("fcntl")
     out = tmp_path / "out"
     out.mkdir()
-    with (out / demo.LOCK_FILE).open("a") as handle:
+    with (out / LOCK_FILE).open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr):
             assert cli.main(["demo", "--out", str(out), *TINY]) == 2
     assert "another demo is running" in stderr.getvalue()
-    assert sorted(p.name for p in out.iterdir()) == [demo.LOCK_FILE]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
 
 
 def test_another_recipe_trains_again_and_keeps_the_previous_run(first):

@@ -1,8 +1,8 @@
 """``segformer-lab bench``: CPU inference latency, side by side with other models or
 with transformers.
 
-Latency on a shared machine drifts from run to run, so every comparison runs the models
-in turns within one loop (a, b, a, b, ...): drift hits all alike and their ratios stay
+Every comparison runs its contenders in turns within one loop (``timing.time_in_turns``:
+a, b, a, b, ...), so that drift on a shared machine hits all alike and their ratios stay
 meaningful even when the absolute medians move. That holds for several registered
 models (``bench segformer_b0 segformer_b0_rope_axial``) and for transformers'
 ``SegformerForSemanticSegmentation`` with the same weights (``--compare-hf``), and for
@@ -16,22 +16,24 @@ backward and an AdamW step, for our models (fused upsampled cross-entropy) and, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from ..engine.losses import upsampled_cross_entropy
 from ..models import SegmentationModel, create_model
 from ..models.checkpoint import to_hf_config, to_hf_state_dict
+from .bench_data import print_data_result, run_data_bench
+from .export import export_onnx, onnx_session, require_export_packages
 from .profile import resolve_models
+from .timing import print_comparison, relative_rows, summarise, time_in_turns, torch_threads
 
 DEFAULT_WARMUP = 2
 DEFAULT_REPEATS = 10
@@ -126,8 +128,6 @@ def onnx_runner(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``model`` exported to ``directory`` at the static input ``shape`` and loaded in an
     onnxruntime CPU session with torch's thread count: a callable like the model."""
-    from .export import export_onnx, onnx_session, require_export_packages
-
     require_export_packages()
     path = os.path.join(directory, "model.onnx")
     export_onnx(model, path, static_size=shape[2:], batch=shape[0], check=False)
@@ -161,18 +161,6 @@ def compare_models(
     }  # fmt: skip
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(threads)`` inside the block only (``None``: leave it)."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _check_counts(batch: int, repeats: int, warmup: int) -> None:
     if batch < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need batch >= 1, repeats >= 1, warmup >= 0; got {batch}, {repeats}, {warmup}")
@@ -188,8 +176,7 @@ def random_batch(shape: tuple[int, ...], num_classes: int) -> tuple[torch.Tensor
 
 
 def our_loss(model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    from ..engine.losses import upsampled_cross_entropy
-
+    """The engine's loss: cross-entropy of the logits upsampled to the labels (fused)."""
     return upsampled_cross_entropy(model(pixel_values), labels)
 
 
@@ -215,46 +202,6 @@ def training_step(
         return loss.detach()
 
     return step
-
-
-def relative_rows(times_ms: dict[str, list[float]], batch: int) -> list[dict]:
-    """One row per timed model (in order): median, throughput, and its time relative to
-    the first model's: ``relative`` is the median over rounds of the ratio within a round
-    (both ran back to back, so drift between rounds cancels), with its quartiles
-    ``relative_q1``/``relative_q3`` as the spread."""
-    first = next(iter(times_ms.values()))
-    rows = []
-    for name, times in times_ms.items():
-        ratios = [t / f for t, f in zip(times, first)]
-        q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
-        rows.append({"model": name, **summarise(times, batch), "relative": median, "relative_q1": q1,
-                     "relative_q3": q3})  # fmt: skip
-    return rows
-
-
-def time_in_turns(
-    runners: dict[str, Callable[[torch.Tensor], torch.Tensor]], pixel_values: torch.Tensor, warmup: int,
-    repeats: int, train: bool = False,
-) -> tuple[dict[str, list[float]], dict[str, torch.Tensor]]:
-    """Milliseconds per call of each runner, all runners taking one turn per round; the
-    first ``warmup`` rounds are not recorded. Also returns each runner's last output.
-    Runs under ``torch.inference_mode`` unless ``train``."""
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    outputs: dict[str, torch.Tensor] = {}
-    with contextlib.nullcontext() if train else torch.inference_mode():
-        for round_index in range(warmup + repeats):
-            for name, run_once in runners.items():
-                start = time.perf_counter()
-                outputs[name] = run_once(pixel_values)
-                elapsed_ms = (time.perf_counter() - start) * 1e3
-                if round_index >= warmup:
-                    times[name].append(elapsed_ms)
-    return times, outputs
-
-
-def summarise(times_ms: list[float], batch: int) -> dict[str, float]:
-    median = statistics.median(times_ms)
-    return {"median_ms": median, "images_per_s": batch * 1e3 / median}
 
 
 @torch.no_grad()
@@ -286,7 +233,6 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
             "comparing with transformers needs the transformers package (a test extra): "
             "pip install 'segformer-lab[test]'"
         ) from err
-    from safetensors.torch import save_file
 
     progress_bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
@@ -348,8 +294,6 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None:
         if args.models:
             raise ValueError("--data times the data pipeline; give no model with it")
-        from .bench_data import print_data_result, run_data_bench
-
         result = run_data_bench(args.data, args.pipeline, args.repeats or DEFAULT_DATA_SAMPLES, args.warmup)
         print(json.dumps(result, indent=2)) if args.json else print_data_result(result)
         return 0
@@ -402,20 +346,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  max abs logit difference (onnxruntime): {result['onnx_max_abs_diff']:.2e}")
     return 0
 
-
-def print_comparison(result: dict, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return 0
-    shape = "x".join(map(str, result["input"]))
-    print(
-        f"input {shape}, {result['threads']} threads, torch {result['torch']}: median of {result['repeats']} "
-        f"rounds after {result['warmup']} warm-up, models timed in turns"
-        + (" (training steps)" if result.get("mode") == "train" else "")
-    )
-    width = max(len(r["model"]) for r in result["models"])
-    print(f"  {'model':<{width}} {'median ms':>10} {'img/s':>8} {'relative':>9}  {'quartiles':>13}")
-    for r in result["models"]:
-        print(f"  {r['model']:<{width}} {r['median_ms']:>10.1f} {r['images_per_s']:>8.2f} {r['relative']:>8.3f}x"
-              f"  {r['relative_q1']:.3f}-{r['relative_q3']:.3f}")
-    return 0

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from .bench import torch_threads
+from ..data import build_dataset, build_transforms
+from .timing import torch_threads
 
 # ADE20K training images: short side mostly 512, long side up to ~2000; these are common sizes.
 SYNTHETIC_SIZES = ((512, 683), (683, 512), (512, 512), (384, 512), (512, 768), (600, 800))
@@ -28,8 +30,6 @@ def write_synthetic_ade20k(root: str | Path, count: int = 24, seed: int = 0) -> 
     """``count`` image/annotation pairs in ADE20K's layout under ``root/ADEChallengeData2016``:
     smooth coloured images with noise (JPEG quality 90, like the distribution) and
     annotations of blobs of labels 0..150 (PNG)."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     base = Path(root) / "ADEChallengeData2016"
     for kind in ("images", "annotations"):
@@ -76,8 +76,6 @@ def data_throughput(dataset: Any, samples: int = 48, warmup: int = 4) -> dict[st
 def run_data_bench(source: str, pipeline: str, samples: int, warmup: int) -> dict[str, Any]:
     """``source``: ``synthetic`` or ``FORMAT:PATH`` (training split); ``pipeline``: a
     transform pipeline name with its default parameters."""
-    from ..data import build_dataset, build_transforms
-
     transforms = build_transforms(pipeline)
     if source == "synthetic":
         with tempfile.TemporaryDirectory() as directory:

@@ -1,0 +1,189 @@
+"""The demo's plan: how many training steps each run gets so that the whole demo fits
+``--budget`` minutes on this machine, and with how many threads.
+
+The costs are calibrated on the real thing. A few training steps of the first model run
+through the engine's own ``train`` (the Lightning loop: data loading, the fused loss,
+backward, AdamW, callbacks, logging), once per candidate thread count, and a few
+validation images are scored with the engine's ``evaluate``. Timing a bare
+forward/backward/AdamW step instead misses the loop's per-step costs: a plan built on
+it overshoots (about 2m10s of training per model where 1m30s were planned).
+The plan is kept in ``OUT/plan.json``, so that a rerun trains with the same recipe.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from lightning.pytorch.profilers import Profiler
+from torch.utils.data import Subset
+
+from ..._io import read_json, write_json
+from ...engine import evaluate, train
+from ..timing import torch_threads
+from .dataset import IMAGE_SIZE, spread_indices
+from .formatting import duration
+from .measure import PROFILE_SIZE
+from .recipe import VAL_POINTS, device_of, recipe_key, set_steps
+
+DEFAULT_BUDGET_MIN = 8.0
+MIN_STEPS = 10
+PLAN_FRACTION = 0.85  # of --budget, planned for: the rest absorbs a machine that gets busier
+PLAN_FILE = "plan.json"
+CALIBRATION_STEPS, CALIBRATION_WARMUP = 12, 2  # training steps per calibration run; the first ones untimed
+CALIBRATION_IMAGES = 6  # validation images scored to time evaluation
+STEP_MARGIN = 1.05  # the other variants train a little slower than the one timed; periodic checkpoints
+
+
+@dataclass
+class Costs:
+    """Seconds, measured on this machine by ``calibrate``."""
+
+    step: float  # one step of the training loop (data, forward, loss, backward, AdamW, callbacks, logging)
+    forward: float  # scoring one validation image at the training size (loading, forward, metrics)
+    forward2x: float  # ... and again at twice the size
+    forward_profile: float  # one forward at PROFILE_SIZE x PROFILE_SIZE (extrapolated from forward2x)
+    run_overhead: float = 3.0  # a run's training beyond its steps: set-up, warm-up, final checkpoint
+
+
+class StepClock(Profiler):
+    """A Lightning profiler that notes when each training batch ends (the loop's
+    ``run_training_batch`` action): between two notes lies one whole step of the loop,
+    its data loading, callbacks and logging included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: list[float] = []
+
+    def start(self, action_name: str) -> None:
+        pass
+
+    def stop(self, action_name: str) -> None:
+        if action_name == "run_training_batch":
+            self.ends.append(time.perf_counter())
+
+
+def loop_costs(ends: Sequence[float], start: float, finish: float, warmup: int) -> tuple[float, float]:
+    """Seconds per training step and seconds of the rest, from a short training run that
+    started at ``start``, returned at ``finish`` and ended its steps at ``ends``. The step
+    is the mean time between step ends after the first ``warmup`` steps (a mean, so that
+    the steps that also log count with their share); the rest is what the run took beyond
+    its steps at that pace (set-up, the slower first steps, tear-down)."""
+    timed = len(ends) - 1 - warmup
+    if timed < 1:
+        raise ValueError(f"timing a step needs more than {warmup + 1} step ends, got {len(ends)}")
+    step = (ends[-1] - ends[warmup]) / timed
+    return step, max(0.0, finish - start - len(ends) * step)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _time_training(config: dict[str, Any]) -> tuple[float, float, Any]:
+    """``loop_costs`` of ``config`` trained for ``CALIBRATION_STEPS`` steps (no validation)
+    into a temporary directory, and the trained model."""
+    config = copy.deepcopy(config)
+    config["trainer"]["max_steps"] = CALIBRATION_STEPS
+    clock = StepClock()
+    with tempfile.TemporaryDirectory(prefix="segformer-lab-calibration-") as run_dir:
+        start = time.perf_counter()
+        trainer = train(config, run_dir, enable_progress_bar=False, limit_val_batches=0, profiler=clock)
+        finish = time.perf_counter()
+    return (*loop_costs(clock.ends, start, finish, CALIBRATION_WARMUP), trainer.lightning_module.model)
+
+
+def _time_scoring(model: Any, eval_set: Any, device: str) -> tuple[float, float]:
+    """Seconds per validation image of ``evaluate`` at the training size, and the extra
+    seconds of scoring it at twice that size too (the final scoring does both)."""
+    images = Subset(eval_set, spread_indices(CALIBRATION_IMAGES, len(eval_set)))
+    seconds = []
+    for sizes in ([IMAGE_SIZE], [IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE]):  # the first is a warm-up
+        start = time.perf_counter()
+        evaluate(model, images, sizes=sizes, device=device, progress=False)
+        seconds.append((time.perf_counter() - start) / len(images))
+    return seconds[1], max(0.0, seconds[2] - seconds[1])
+
+
+def calibrate(config: dict[str, Any], model_name: str, eval_set: Any, device: str,
+              thread_options: Sequence[int]) -> tuple[Costs, int]:
+    """The costs of ``model_name``'s runs under ``config``: its training loop timed with
+    each thread count of ``thread_options``, keeping the fastest (on a machine that other
+    jobs share, one thread often beats all cores: threads wait for each other), then
+    scoring on ``eval_set`` timed with that count."""
+    config = copy.deepcopy(config)
+    config["model"]["name"] = model_name
+    best: tuple[float, float, int, Any] | None = None
+    for threads in dict.fromkeys(thread_options):
+        with torch_threads(threads):
+            step, overhead, model = _time_training(config)
+        if best is None or step < best[0]:
+            best = (step, overhead, threads, model)
+    step, overhead, threads, model = best
+    with torch_threads(threads):
+        forward, forward2x = _time_scoring(model, eval_set, device)
+    profile = forward2x * PROFILE_SIZE**2 / (2 * IMAGE_SIZE * 3 * IMAGE_SIZE)  # the images are about 3:2
+    return Costs(step, forward, forward2x, profile, overhead), threads
+
+
+def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: int, models: int, val_images: int,
+               bench_rounds: int) -> tuple[int, dict[str, float]]:
+    """Training steps per run so that the whole demo fits ``budget_s``; and the estimate.
+    The plan aims at ``PLAN_FRACTION`` of the budget (the machine may get busier after the
+    calibration: other jobs slowed whole demos on a shared machine by up to 1.5x) and gives
+    the steps a margin (``STEP_MARGIN``)."""
+    step = STEP_MARGIN * costs.step
+    per_run = (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the final weights
+               + VAL_POINTS * val_images * costs.forward  # validations during training
+               + val_images * (costs.forward + costs.forward2x))  # the final scoring
+    fixed = (models * bench_rounds * costs.forward_profile * 1.2  # latency
+             + 5.0 + 1.0 * models  # profile (fake tensors), plots, report
+             + 4 * models * costs.forward2x)  # prediction grid
+    left = PLAN_FRACTION * budget_s - elapsed_s - runs * per_run - fixed
+    steps = int(left / (runs * step)) if left > 0 else 0
+    steps = max(MIN_STEPS, steps - steps % VAL_POINTS)
+    estimate = {"train_s_per_run": steps * step, "eval_s_per_run": per_run, "fixed_s": fixed,
+                "total_s": elapsed_s + runs * (per_run + steps * step) + fixed}
+    return steps, estimate
+
+
+def make_plan(out: Path, base: dict[str, Any], models: list[str], runs: int, eval_set: Any, bench_rounds: int,
+              clock: float, steps: int | None = None, budget: float | None = None,
+              threads: int | None = None) -> tuple[dict[str, Any], int, str]:
+    """The recipe with its training steps, the thread count, and a line saying how they
+    were chosen: ``steps`` given, kept from an earlier run of this demo in ``out`` (same
+    recipe, steps and budget), or fitted to ``budget`` minutes (``DEFAULT_BUDGET_MIN``)
+    counted from ``clock`` (``time.perf_counter`` when the demo started). ``threads``
+    given, else the fastest of one and all cores."""
+    kept = read_json(out / PLAN_FILE)
+    if (kept and recipe_key(kept.get("recipe", {})) == recipe_key(base)
+            and (steps is None or steps == kept.get("steps"))
+            and (budget is None or budget == kept.get("budget_min"))):
+        chosen = threads or int(kept.get("threads") or torch.get_num_threads())
+        return (set_steps(base, int(kept["steps"])), chosen,
+                f"{kept['steps']} steps per run, kept from {out / PLAN_FILE} ({kept.get('how', '')})")
+    options = [threads] if threads else sorted({1, usable_cores()})
+    if steps is not None:
+        chosen, note, extra = threads or torch.get_num_threads(), "given", {}
+    else:
+        minutes = DEFAULT_BUDGET_MIN if budget is None else budget
+        costs, chosen = calibrate(base, models[0], eval_set, device_of(base), options)
+        steps, estimate = plan_steps(costs, minutes * 60, time.perf_counter() - clock, runs, len(models),
+                                     len(eval_set), bench_rounds)
+        note = (f"fitted to a {minutes:g}-minute budget: {costs.step:.2f} s per training step with {chosen} "
+                f"thread{'s' if chosen > 1 else ''} (fastest of {', '.join(map(str, options))}), "
+                f"expected total {duration(estimate['total_s'])}")
+        extra = {"costs": costs.__dict__, "estimate": estimate}
+    config = set_steps(base, steps)
+    write_json(out / PLAN_FILE, {"steps": config["trainer"]["max_steps"], "budget_min": budget,
+                                 "threads": chosen, "recipe": base, "how": note, **extra})
+    return config, chosen, f"{config['trainer']['max_steps']} steps per run, {note}"
