@@ -251,5 +251,5 @@ def test_shipped_configs_resolve(path):
         params = dict(config["data"][key])
         build_transforms(params.pop("name"), **params)
     OptimConfig(**config["optim"]).warmup_iters(1000)
-    if path.name != "demo.yaml" and config["task"] == "segmentation":  # the seeds' ADE20K recipes: 16 per step
+    if config["task"] == "segmentation":  # the seeds' ADE20K recipes: 16 per step
         assert config["data"]["batch_size"] == 16

@@ -28,10 +28,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..engine.losses import upsampled_cross_entropy
+from ..export import export_onnx, onnx_session, require_export_packages
 from ..models import SegmentationModel, create_model
 from ..models.checkpoint import to_hf_config, to_hf_state_dict
+from ..models.pretrained import WEIGHTS_NAME
 from .bench_data import print_data_result, run_data_bench
-from .export import export_onnx, onnx_session, require_export_packages
 from .profile import resolve_models
 from .timing import print_comparison, relative_rows, summarise, time_in_turns, torch_threads
 
@@ -240,7 +241,7 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
         with tempfile.TemporaryDirectory() as directory:
             transformers.SegformerConfig(**to_hf_config(model.config)).save_pretrained(directory)
             tensors = {k: v.detach().contiguous() for k, v in to_hf_state_dict(model.state_dict()).items()}
-            save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+            save_file(tensors, os.path.join(directory, WEIGHTS_NAME), metadata={"format": "pt"})
             twin, info = transformers.SegformerForSemanticSegmentation.from_pretrained(
                 directory, output_loading_info=True
             )

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...engine import predict_logits
 from ...engine.evaluation import short_side_resize
+from ...inference import predict_logits
 from .formatting import mean_std
 from .measure import PROFILE_SIZE
 from .report import Summary
