@@ -30,16 +30,13 @@ def model_rows(pattern: str = "*") -> list[dict]:
     return rows
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="list registered models",
-        description="List the registered model names with widths, depths, decoder and parameter count "
-        "(150 classes). Any listed name can be passed to create_model(), profile and bench.",
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "List the registered model names with widths, depths, decoder and parameter count "
+        "(150 classes). Any listed name can be passed to create_model(), profile and bench."
     )
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'segformer_b*' (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

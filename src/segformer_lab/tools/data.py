@@ -11,8 +11,7 @@ import time
 from ..data.scenes import SCENE_CLASSES, generate_scenes, scenes_ready
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(command, help="generate datasets", description="Generate datasets.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     kinds = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     s = kinds.add_parser(
         "scenes",
@@ -33,7 +32,6 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes (default: the usable cores, at most 8)")
     s.add_argument("--force", action="store_true", help="regenerate even if a complete dataset is there")
-    s.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

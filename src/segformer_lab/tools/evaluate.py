@@ -20,13 +20,11 @@ from ..engine import DEFAULTS, evaluate, load_for_eval
 from ..inference import MODES
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="evaluate a checkpoint: mIoU, mAcc, aAcc, per class",
-        description="Evaluate a run directory, a run's .ckpt or any checkpoint load_model reads. Scores are "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Evaluate a run directory, a run's .ckpt or any checkpoint load_model reads. Scores are "
         "mmseg's (one confusion matrix over the set; nanmean over classes). Predictions are upsampled to "
-        "the original label size.",
+        "the original label size."
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
     p.add_argument("--data", metavar="FORMAT:ROOT", help="dataset, e.g. ade20k:/data/ADEChallengeData2016 "
@@ -47,7 +45,6 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", type=int, default=2, help="data loading processes (default 2)")
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable samples out instead of failing")
-    p.set_defaults(run=run)
 
 
 def percent(value: torch.Tensor | float) -> float | None:

@@ -23,15 +23,13 @@ from ..export import (
 from ..models import CheckpointError, open_model
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="export a model to ONNX (checked with onnxruntime)",
-        description="Export a checkpoint (anything load_model reads) or a registered model (random weights) to "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Export a checkpoint (anything load_model reads) or a registered model (random weights) to "
         "ONNX with the dynamo exporter: dynamic batch, height and width by default (H, W >= "
         f"{MIN_DYNAMIC_SIDE}), or a static shape. onnxruntime then runs the file at two other resolutions and "
         f"must match PyTorch within {TOLERANCE:.0e} (max abs logit difference); a file that does not match is not "
-        f"written. Needs onnx, onnxscript and onnxruntime: {EXPORT_EXTRA_HINT}.",
+        f"written. Needs onnx, onnxscript and onnxruntime: {EXPORT_EXTRA_HINT}."
     )
     p.add_argument("source", metavar="CHECKPOINT_OR_MODEL", help="checkpoint path or registered model name")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file")
@@ -44,7 +42,6 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
                    f"(checked to {FP16_RTOL:.0e} x max(1, max |logit|))")
     p.add_argument("--num-classes", type=int, metavar="K", help="classes of a registered model (default: its own)")
     p.add_argument("--no-check", action="store_true", help="write the file without running it in onnxruntime")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -178,14 +178,12 @@ def predict_files(
     return summary
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="predict label maps (and colour overlays) for images",
-        description="Segment image files, directories or glob patterns with a checkpoint (anything load_model "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Segment image files, directories or glob patterns with a checkpoint (anything load_model "
         "reads; a registered model name gives random weights). Writes OUT/NAME.png, a palette PNG whose pixel "
         "values are class indices (ADE20K's palette for 150 classes), and with --overlay OUT/NAME_overlay.jpg|png "
-        "with a legend. Outputs have the input's size; unreadable inputs are reported and skipped (exit 1).",
+        "with a legend. Outputs have the input's size; unreadable inputs are reported and skipped (exit 1)."
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path (or registered model name)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, directories or glob patterns")
@@ -207,7 +205,6 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--num-classes", type=int, metavar="K", help="classes of a registered model name")
     p.add_argument("--class-names", metavar="FILE", help="text file with one class name per line (for the legend)")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -166,13 +166,11 @@ def resolve_models(tokens: list[str]) -> list[str]:
     return names
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="count parameters and MACs",
-        description="Count parameters and multiply-accumulates (MACs, FLOPs / 2) of one image with "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Count parameters and multiply-accumulates (MACs, FLOPs / 2) of one image with "
         "torch's FlopCounterMode, attention included: as published (linear_fuse and Mix-CFN's BatchNorms run "
-        "literally) and as executed (folded). See docs/profiling.md for the conventions.",
+        "literally) and as executed (folded). See docs/profiling.md for the conventions."
     )
     p.add_argument(
         "models", nargs="+", metavar="MODEL", help="registered name, shell pattern ('segformer_b*') or 'all'"
@@ -183,7 +181,6 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes (default: the model's, 150)")
     p.add_argument("--json", action="store_true", help="print JSON (MACs and FLOPs) instead of a table")
     p.add_argument("--detail", action="store_true", help="add a row per encoder stage and the decoder")
-    p.set_defaults(run=run)
 
 
 def giga(macs: int) -> str:

@@ -16,13 +16,11 @@ from pathlib import Path
 RUN_DIR_ENV = "SEGFORMER_LAB_RUN_DIR"  # lets DDP worker processes (re-launched with our argv) find the run
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="train a model from an experiment config",
-        description="Train from a YAML experiment (see configs/ and docs/training.md), writing the resolved "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train from a YAML experiment (see configs/ and docs/training.md), writing the resolved "
         "config, checkpoints, best weights and logs into a run directory; or continue a run exactly "
-        "with --resume RUN_DIR.",
+        "with --resume RUN_DIR."
     )
     p.add_argument("config", nargs="?", metavar="CONFIG", help="experiment YAML file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -30,7 +28,6 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
                    "trainer.devices=2, data.root=/data/ade); repeatable")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<config name>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
