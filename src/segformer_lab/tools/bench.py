@@ -254,13 +254,11 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
     return twin.eval()
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="measure inference latency or training-step time",
-        description="Median latency and throughput of a model on random input (eval mode, inference_mode, "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Median latency and throughput of a model on random input (eval mode, inference_mode, "
         "CPU). With --compare-hf, transformers' SegFormer runs the same weights in turns with ours. With "
-        "--train, training steps (forward, loss, backward, AdamW step) are timed instead.",
+        "--train, training steps (forward, loss, backward, AdamW step) are timed instead."
     )
     p.add_argument(
         "models", nargs="*", metavar="MODEL",
@@ -288,7 +286,6 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p.add_argument("--pipeline", default="segformer_ade", metavar="NAME",
                    help="transform pipeline for --data (default: segformer_ade, the ADE20K 512 recipe)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,4 @@
-"""``segformer-lab train``: train an experiment config into a run directory, or resume one.
-
-The engine (Lightning) is imported only when the command runs, so that the other
-subcommands start fast.
-"""
+"""``segformer-lab train``: train an experiment config into a run directory, or resume one."""
 
 from __future__ import annotations
 
@@ -12,6 +8,9 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from ..engine import NonFiniteLossError, resolve_config, train
+from ..engine.experiment import CONFIG_FILE
 
 RUN_DIR_ENV = "SEGFORMER_LAB_RUN_DIR"  # lets DDP worker processes (re-launched with our argv) find the run
 
@@ -31,9 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine import NonFiniteLossError, resolve_config, train
-    from ..engine.experiment import CONFIG_FILE
-
     logging.getLogger("lightning").propagate = False  # it has its own handler: no double lines
 
     if (args.config is None) == (args.resume is None):

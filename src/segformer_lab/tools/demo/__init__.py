@@ -15,9 +15,9 @@
 5. write ``OUT/report.md`` (``report``), ``OUT/results.json`` and the plots (``plots``):
    mIoU vs GMACs, training curves, mIoU vs evaluation size, predictions.
 
-``command`` holds the command line (``add_parser``, ``run``) and runs the stages in order.
+``command`` holds the command line (``add_arguments``, ``run``) and runs the stages in order.
 """
 
-from .command import add_parser, run
+from .command import add_arguments, run
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_arguments", "run"]

@@ -192,14 +192,12 @@ def run(args: argparse.Namespace) -> int:
             raise
 
 
-def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
-    p = sub.add_parser(
-        command,
-        help="the main job: train and compare SegFormer variants on an embedded dataset, with a report",
-        description="Generate the scenes dataset, train SegFormer-B0, its two RoPE variants and BoostFormer-B0 "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Generate the scenes dataset, train SegFormer-B0, its two RoPE variants and BoostFormer-B0 "
         "from scratch with one recipe (the packaged demo.yaml) and seed, score them at the training size and at 2x, "
         "profile and time them, and write OUT/report.md with plots. An interrupted demo picks up where it "
-        "stopped: finished runs are reused, unfinished ones resume.",
+        "stopped: finished runs are reused, unfinished ones resume."
     )
     p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output directory (default: outputs/demo)")
     p.add_argument("--budget", type=float, default=None, metavar="MIN",
@@ -231,4 +229,3 @@ def add_parser(sub: argparse._SubParsersAction, command: str) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads (default: 1 or all cores, whichever trains faster here)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(run=run)
