@@ -202,15 +202,6 @@ def test_ablation_presets_round_trip_through_json():
         assert sl.ModelConfig.from_json(config.to_json()) == config, name
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["boostformer_b0_rope_mixed", "segformer_b2_xca", "segformer_b2_separable_sr", "segformer_b2_deformable",
-     "segformer_b2_irmb", "segformer_b2_resizer_decoder"],
-)
-def test_components_export_to_onnx(name, onnx_matches, shallow):
-    """One preset per mixer and resizer type (the model tester torch.exports every preset;
-    norms, FFNs, embeddings and heads are covered by the BoostFormer and RoPE ones)."""
-    onnx_matches(sl.create_model(config=shallow(sl.get_config(name, num_classes=4))))
 
 
 def test_deformable_offsets_start_at_zero_in_a_model():

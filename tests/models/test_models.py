@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import segformer_lab as sl
+from segformer_lab.layers.mixers import TOKEN_MIXERS
 
 MODELS = sl.list_models()
 CLASSIFIER_ENCODERS = ["segformer_b0", "boostformer_b0"]
@@ -43,6 +44,26 @@ def move_off_identity(model):
                 p.add_(0.01 * torch.randn_like(p))
 
 
+def assert_every_parameter_learns(model, loss):
+    """``loss.backward()`` reaches every parameter of ``model`` with a finite, non-zero gradient."""
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
+
+
+def assert_same_model(model, restored, x):
+    """``restored`` (read back from disk) has ``model``'s config, tensors and outputs."""
+    assert restored.config == model.config
+    state, restored_state = model.state_dict(), restored.state_dict()
+    assert state.keys() == restored_state.keys()
+    for key in state:
+        assert torch.equal(state[key], restored_state[key]), key
+    with torch.no_grad():
+        assert torch.equal(model(x), restored(x))
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_shapes_at_odd_sizes(name, build):
     model = build(name).eval()
@@ -72,11 +93,7 @@ def test_backward_reaches_every_parameter(name, build):
     move_off_identity(model)
     logits = model(torch.randn(2, 3, 65, 47))
     target = torch.randint(0, NUM_CLASSES, logits.shape[:1] + logits.shape[2:])
-    torch.nn.functional.cross_entropy(logits, target).backward()
-    for pname, p in model.named_parameters():
-        assert p.grad is not None, f"{pname} got no gradient"
-        assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
-        assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
+    assert_every_parameter_learns(model, torch.nn.functional.cross_entropy(logits, target))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -84,14 +101,7 @@ def test_save_load_round_trip(name, tmp_path, build):
     model = build(name).eval()
     model.save_pretrained(tmp_path)
     restored = sl.load_model(tmp_path).eval()
-    assert restored.config == model.config
-    state, restored_state = model.state_dict(), restored.state_dict()
-    assert state.keys() == restored_state.keys()
-    for key in state:
-        assert torch.equal(state[key], restored_state[key]), key
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model(x), restored(x))
+    assert_same_model(model, restored, torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -112,6 +122,31 @@ def test_torch_export_with_dynamic_shapes(name, build):
     x = torch.randn(1, 3, 97, 65)
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def one_preset_per_mixer() -> list[str]:
+    """The first registered preset (in name order) for each entry of the mixer table, the
+    first with a learnable resizer in the decoder and the first with RoPE on pooled keys:
+    the presets ONNX export is run on."""
+    def mixers(config):
+        return {stage.mixer_of_block(b) for stage in config.stages for b in range(stage.depth)}
+
+    configs = {name: sl.get_config(name) for name in MODELS}
+    chosen = {kind: next((n for n, c in configs.items() if kind in mixers(c)), None) for kind in TOKEN_MIXERS}
+    assert None not in chosen.values(), f"mixers no registered preset uses: {[k for k, n in chosen.items() if n is None]}"
+    chosen["resizer"] = next(n for n, c in configs.items() if c.decoder.resizer)
+    chosen["rope on pooled keys"] = next(
+        n for n, c in configs.items() if any(s.mixer == "pooled" and s.pos_encoding != "none" for s in c.stages)
+    )
+    return sorted(set(chosen.values()))
+
+
+@pytest.mark.parametrize("name", one_preset_per_mixer())
+def test_onnx_export_of_one_preset_per_mixer(name, build, onnx_matches):
+    """Exported to ONNX with dynamic shapes, run in onnxruntime at another size (every
+    preset is torch.exported above; norms, FFNs, embeddings, heads and RoPE come with
+    these presets and the RoPE tests)."""
+    onnx_matches(build(name))
 
 
 # --- the image classifier (encoder pre-training) over a SegFormer and a BoostFormer encoder
@@ -137,11 +172,7 @@ def test_classifier_forward_at_odd_sizes(name, build_classifier):
 def test_classifier_backward_reaches_every_parameter(name, build_classifier):
     model = build_classifier(name, drop_path_rate=0.0).train()
     logits = model(torch.randn(2, 3, 65, 47))
-    torch.nn.functional.cross_entropy(logits, torch.randint(0, NUM_CLASSES, (2,))).backward()
-    for pname, p in model.named_parameters():
-        assert p.grad is not None, f"{pname} got no gradient"
-        assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
-        assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
+    assert_every_parameter_learns(model, torch.nn.functional.cross_entropy(logits, torch.randint(0, NUM_CLASSES, (2,))))
 
 
 @pytest.mark.parametrize("name", CLASSIFIER_ENCODERS)
@@ -149,14 +180,8 @@ def test_classifier_save_load_round_trip(name, tmp_path, build_classifier):
     model = build_classifier(name).eval()
     model.save_pretrained(tmp_path)
     restored = sl.ImageClassifier.from_pretrained(tmp_path)
-    assert restored.config == model.config and not restored.training
-    state, restored_state = model.state_dict(), restored.state_dict()
-    assert state.keys() == restored_state.keys()
-    for key in state:
-        assert torch.equal(state[key], restored_state[key]), key
-    x = torch.randn(1, 3, 48, 64)
-    with torch.no_grad():
-        assert torch.equal(model(x), restored(x))
+    assert not restored.training
+    assert_same_model(model, restored, torch.randn(1, 3, 48, 64))
 
 
 def test_config_json_round_trip():

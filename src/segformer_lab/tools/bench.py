@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
 from ..export import export_onnx, onnx_session, require_export_packages
 from ..models import SegmentationModel, create_model
@@ -168,11 +169,11 @@ def _check_counts(batch: int, repeats: int, warmup: int) -> None:
 
 
 def random_batch(shape: tuple[int, ...], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed random images ``shape`` and labels at their size (10% ignored, 255)."""
+    """Fixed random images ``shape`` and labels at their size (10% ignored)."""
     generator = torch.Generator().manual_seed(0)
     pixel_values = torch.randn(shape, generator=generator)
     labels = torch.randint(0, num_classes, (shape[0], *shape[2:]), generator=generator)
-    labels[torch.rand(labels.shape, generator=generator) < 0.1] = 255
+    labels[torch.rand(labels.shape, generator=generator) < 0.1] = IGNORE_INDEX
     return pixel_values, labels
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..._io import read_json
-from ...data import build_dataset, decode_mask, reduce_zero_label
+from ...data import IGNORE_INDEX, build_dataset, decode_mask, reduce_zero_label
 from ...data.scenes import SCENE_PALETTE, generate_scenes, scenes_ready
 from ...engine import SegmentationMetrics
 
@@ -57,7 +57,7 @@ def train_pixel_counts(root: Path, num_classes: int) -> list[int]:
     counts = np.zeros(num_classes, np.int64)
     for ref in dataset.samples:
         mask = dataset.load(ref)["mask"]
-        counts += np.bincount(mask[mask != 255].ravel(), minlength=num_classes)[:num_classes]
+        counts += np.bincount(mask[mask != IGNORE_INDEX].ravel(), minlength=num_classes)[:num_classes]
     return counts.tolist()
 
 
