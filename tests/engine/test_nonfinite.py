@@ -8,14 +8,17 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import lightning.pytorch as L
 import pytest
 import torch
+from lightning.pytorch.plugins import MixedPrecision
 import yaml
 from safetensors.torch import load_file
 
 from datasets_on_disk import folder_mask, make_folder
 from segformer_lab import cli
-from segformer_lab.engine import NonFiniteLossError, resolve_config, train
+from segformer_lab.engine import NonFiniteLossError, SegmentationDataModule, resolve_config, train
+from segformer_lab.engine.experiment import build_model, build_module
 from segformer_lab.engine import module as module_lib
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -113,3 +116,25 @@ def test_non_finite_gradients_stop_before_the_step(experiment, tmp_path, monkeyp
     assert_sane(run_dir, step=2)
     assert (run_dir / "model.safetensors").is_file() and len(list((run_dir / "checkpoints").glob("best-*"))) == 1
 
+
+
+
+def test_float16_loss_scaling_skips_overflowing_steps_without_stopping(experiment, monkeypatch):
+    """Under ``16-mixed`` infinite gradients are the loss scaler's business (it skips the
+    step and lowers its scale): a huge loss at step 1 does not stop the run. (The string
+    ``16-mixed`` turns into bf16 on CPU: the plugin is given with a CPU scaler.)"""
+    real, calls = module_lib.upsampled_cross_entropy, itertools.count()
+
+    def loss(logits, labels):
+        return real(logits, labels) * (1e30 if next(calls) == 1 else 1.0)  # float16 gradients overflow
+
+    monkeypatch.setattr(module_lib, "upsampled_cross_entropy", loss)
+    config = resolve_config(experiment)
+    model = build_model(config["model"])
+    scaler = torch.amp.GradScaler("cpu")
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    trainer.fit(build_module(config, model), SegmentationDataModule.from_config(config["data"], num_classes=3))
+    assert trainer.global_step == 3 and scaler.get_scale() < 2.0 ** 16  # it did skip a step
+    assert all(torch.isfinite(p).all() for p in model.parameters())
