@@ -11,15 +11,15 @@ from pathlib import Path
 import lightning.pytorch as L
 import pytest
 import torch
-from lightning.pytorch.plugins import MixedPrecision
 import yaml
+from lightning.pytorch.plugins import MixedPrecision
 from safetensors.torch import load_file
 
 from datasets_on_disk import folder_mask, make_folder
 from segformer_lab import cli
 from segformer_lab.engine import NonFiniteLossError, SegmentationDataModule, resolve_config, train
-from segformer_lab.engine.experiment import build_model, build_module
 from segformer_lab.engine import module as module_lib
+from segformer_lab.engine.experiment import build_model, build_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SANE = 100.0  # |w| of a tiny B0 after a few steps at a sane rate stays far below this
