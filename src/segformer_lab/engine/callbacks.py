@@ -88,7 +88,9 @@ class LastCheckpoint(Checkpoint):
     Lightning's ``ModelCheckpoint(save_last=True)`` refreshes ``last`` only when it saves
     a top-k checkpoint, and never twice at one step, so ``last`` could predate the latest
     validation. Being a ``Checkpoint``, this runs after ``BestCheckpoint`` in every hook:
-    the best-model bookkeeping inside ``last.ckpt`` is current."""
+    the best-model bookkeeping inside ``last.ckpt`` is current. Every save follows the
+    module's divergence checks of the same step, so the file is always a good state: the
+    one a diverged run names for resuming (``saved_step``)."""
 
     def __init__(self, path: str | os.PathLike, every_n_steps: int | None = None) -> None:
         self.path, self.every_n_steps = Path(path), every_n_steps
@@ -108,6 +110,13 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.path)
+
+    def saved_step(self) -> int | None:
+        """The step of the checkpoint on disk, None if there is none (read from the file:
+        it may predate this session)."""
+        if not self.path.is_file():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -4,28 +4,44 @@ optimiser recipe. Everything else (loops, devices, precision, checkpoints) is Li
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 import lightning.pytorch as L
 import numpy as np
 import torch
+from torch.nn.utils import get_total_norm
 
 from ..inference import predict_logits
 from ..models.pretrained import MODEL_CONFIG_KEY
+from .callbacks import LastCheckpoint
 from .losses import upsampled_cross_entropy
 from .metrics import SegmentationMetrics
 from .optim import OptimConfig, build_optimizer, build_scheduler
 
+# Largest weight norm (L2 over all parameters) of a healthy run, with a wide margin: it is
+# about 130 for a fresh or trained SegFormer-B0 and 480 for a fresh B5 (the LayerNorm weights
+# of 1 dominate; weight decay keeps trained weights near their start). AdamW moves each weight
+# by at most about lr per step whatever the gradient: even with all of B5's 85M weights moving
+# the same way every step, the norm would need 1e5 steps at lr 1e-3 to get there (2e6 at the
+# recipe's 6e-5); a diverging rate crosses it in one step. The norm rather than max |w| (which
+# it bounds): one fused pass, 20x faster than max |w| on CPU.
+WEIGHT_NORM_LIMIT = 1e6
+
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the run stops before anything is saved."""
+    """Training diverged: the loss or the gradients became NaN or infinite, or the weights'
+    norm crossed ``WEIGHT_NORM_LIMIT`` (or is not finite). Raised before anything of that
+    step is saved; the message names the last good checkpoint and how to resume from it.
+    (The name predates the gradient and weight checks.)"""
 
 
 class TrainingModule(L.LightningModule):
-    """What every task's module shares: the model, the optimiser recipe (``configure_optimizers``),
-    a training step that stops every process on a non-finite loss, and in checkpoints the
-    random state and the model's config (so that a ``.ckpt`` describes its model:
-    ``load_model`` reads it alone). Subclasses define ``loss(batch)`` and validation."""
+    """What every task's module shares: the model, the optimiser recipe (``configure_optimizers``,
+    re-applied on resume so that ``--set optim.*`` takes effect), a divergence guard that stops
+    every process before a poisoned state can be checkpointed (the loss before backward, the
+    gradients before the optimiser step, the weights right after it: ``NonFiniteLossError``),
+    and in checkpoints the random state and the model's config (so that a ``.ckpt`` describes
+    its model: ``load_model`` reads it alone). Subclasses define ``loss(batch)`` and validation."""
 
     def __init__(self, model: torch.nn.Module, optim: OptimConfig | None = None) -> None:
         super().__init__()
@@ -41,18 +57,56 @@ class TrainingModule(L.LightningModule):
         if batch is None:  # every sample of the batch was a bad file (skip_bad)
             return None
         loss = self.loss(batch)
-        # decided together, so that under DDP every process stops (none waits for the others)
-        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
-            raise NonFiniteLossError(
-                f"training loss is not finite (here: {loss.item()}) at step {self.global_step} (epoch "
-                f"{self.current_epoch}); stopping. Nothing was saved after the last good checkpoint: lower "
-                "optim.lr, set trainer.gradient_clip_val, or check the data before resuming")
+        if not self._all_agree(bool(torch.isfinite(loss))):
+            self._diverged(f"training loss is not finite (here: {loss.item()})", self.global_step)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return  # float16 loss scaling: the scaler skips steps with inf gradients and lowers its scale
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = get_total_norm(grads) if grads else torch.zeros(())
+        if not self._all_agree(bool(torch.isfinite(norm))):
+            self._diverged(f"the gradients are not finite (norm {norm.item()})", self.global_step)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any,
+                       optimizer_closure: Callable[[], Any] | None = None) -> None:
+        step = self.global_step  # counted up by the step
+        try:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        except RuntimeError as err:  # a rate like 1e300 does not fit the weights' float type
+            if "without overflow" not in str(err):
+                raise
+            self._diverged(f"the optimiser step overflowed ({err})", step)
+        norm = get_total_norm([p.detach() for p in self.model.parameters()])
+        if not self._all_agree(bool(norm <= WEIGHT_NORM_LIMIT)):  # False for NaN too
+            self._diverged(f"the weights exploded (norm {norm.item():.3g} > {WEIGHT_NORM_LIMIT:g} after the "
+                           "optimiser step)", step)
+
+    def _all_agree(self, ok: bool) -> bool:
+        """Decided together, so that under DDP every process stops (none waits for the others)."""
+        return self.trainer.strategy.reduce_boolean_decision(ok, all=True)
+
+    def _diverged(self, what: str, step: int) -> NoReturn:
+        """Stop with one line: what diverged at which step, the checkpoint that is safe
+        (``last.ckpt``: written only after these checks passed) and the command to resume it."""
+        lower = f"optim.lr={min(self.optim.lr / 10, OptimConfig.lr):g}"
+        last = next((c for c in self.trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)), None)
+        saved = last.saved_step() if last else None
+        if saved is None:
+            where = (f"No checkpoint was written before it: lower optim.lr (e.g. --set {lower}), set "
+                     "trainer.gradient_clip_val or check the data, then start the run again")
+        else:
+            where = (f"Last good checkpoint: {last.path} (step {saved}). Lower optim.lr, set trainer.gradient_clip_val "
+                     f"or check the data, then resume from it: segformer-lab train --resume {last.path.parent.parent} "
+                     f"--set {lower}")
+        raise NonFiniteLossError(f"{what} at step {step} (epoch {self.current_epoch}); stopped before saving "
+                                 f"anything of this step. {where}")
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.optim)
-        scheduler = build_scheduler(optimizer, self.optim, int(self.trainer.estimated_stepping_batches))
+        scheduler = build_scheduler(optimizer, self.optim, self._total_steps())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # Random state: Lightning checkpoints do not hold it; without it a resumed run would
@@ -71,6 +125,22 @@ class TrainingModule(L.LightningModule):
         if self._rng_to_restore is not None:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
+        self._apply_optim_config()
+
+    def _apply_optim_config(self) -> None:
+        """Give the optimiser and the schedule this run's ``optim`` settings. A resumed run
+        restores the saved ones (rates, decay, betas, the schedule's base rates, warmup and
+        length): without this, ``--resume RUN --set optim.lr=...`` would change nothing."""
+        optimizer, scheduler = self.optimizers(use_pl_optimizer=False), self.lr_schedulers()
+        wanted = build_scheduler(build_optimizer(self.model, self.optim), self.optim, self._total_steps())
+        for group, new in zip(optimizer.param_groups, wanted.optimizer.param_groups, strict=True):
+            group.update({k: v for k, v in new.items() if k not in ("params", "lr")})  # same model: same groups
+        scheduler.base_lrs, scheduler.lr_lambdas = wanted.base_lrs, wanted.lr_lambdas
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * factor(scheduler.last_epoch)
+
+    def _total_steps(self) -> int:
+        return int(self.trainer.estimated_stepping_batches)
 
 
 class SegmentationModule(TrainingModule):
