@@ -282,11 +282,12 @@ def one_error_line(capsys) -> str:
 
 def test_a_second_training_into_a_busy_run_directory_fails_at_once(experiment, tmp_path, capsys):
     run_dir = tmp_path / "busy"
-    command = [sys.executable, "-m", "segformer_lab.cli", "train", str(experiment), "--out", str(run_dir)]
+    command = [sys.executable, "-m", "segformer_lab.cli", "train", str(experiment), "--out", str(run_dir),
+               "--set", "trainer.max_epochs=4"]
     first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while not (run_dir / "config.yaml").exists() and first.poll() is None and time.monotonic() < deadline:
+        while not (run_dir / "checkpoints/last.ckpt").exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         for second in (["train", str(experiment), "--out", str(run_dir), "--set", "seed=1"],
                        ["train", "--resume", str(run_dir)]):
@@ -298,7 +299,7 @@ def test_a_second_training_into_a_busy_run_directory_fails_at_once(experiment, t
         _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr.decode()[-2000:]
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 0
-    assert checkpoint_state(run_dir / "checkpoints/last.ckpt")["global_step"] == 8
+    assert checkpoint_state(run_dir / "checkpoints/last.ckpt")["global_step"] == 16
     assert len(list((run_dir / "checkpoints").glob("best-*.ckpt"))) == 1
     assert cli.main(["train", "--resume", str(run_dir)]) == 0  # the lock went with its owner
 
@@ -371,3 +372,13 @@ def test_a_killed_runs_leftovers_are_removed_when_it_resumes(finished_run, tmp_p
     assert not any(path.exists() for path in planted)
     assert list(checkpoints.glob("best-*.ckpt")) == [best]
     assert all(path.exists() for path in others)
+
+
+def test_resuming_from_a_truncated_checkpoint_is_one_error_line(finished_run, tmp_path, capsys):
+    run_dir = copy_run(finished_run, tmp_path)
+    last = run_dir / "checkpoints/last.ckpt"
+    last.write_bytes(last.read_bytes()[:4096])
+    before = (run_dir / "config.yaml").read_bytes()
+    assert cli.main(["train", "--resume", str(run_dir), "--set", "optim.lr=1e-4"]) == 2
+    assert f"cannot resume: {last} could not be read (truncated or corrupt?)" in one_error_line(capsys)
+    assert (run_dir / "config.yaml").read_bytes() == before

@@ -264,14 +264,14 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = Fal
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = datamodule or SegmentationDataModule.from_config(config["data"], config["seed"],
                                                                   config["model"]["num_classes"])
-    model = build_model(config["model"], pretrained=not resume, task=config["task"])  # resuming restores them
-    if resume:
-        check_checkpoint(last, model.pretrained_config())
-    module = build_module(config, model)
     trainer = build_trainer(config, run_dir, has_val=datamodule.val is not None, resume=resume, **trainer_overrides)
     # under DDP, global rank 0 owns the directory for its run; the other ranks write nothing there
     with own_run_directory(run_dir, resume, overwrite) if trainer.is_global_zero else contextlib.nullcontext():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
+        model = build_model(config["model"], pretrained=not resume, task=config["task"])  # resuming restores them
+        if resume:
+            check_checkpoint(last, model.pretrained_config())
+        trainer.fit(build_module(config, model), datamodule=datamodule, ckpt_path=last if resume else None,
+                    weights_only=True)
         if datamodule.val is None and trainer.is_global_zero:  # no best to mirror: keep the final weights
             model.save_pretrained(run_dir)
     return trainer

@@ -59,7 +59,7 @@ def check_checkpoint(path: Path, model_config: dict[str, Any]) -> None:
     try:
         state = read_weights(path)
     except CheckpointError as e:
-        raise ValueError(f"cannot resume from {str(e).splitlines()[0]}") from e
+        raise ValueError(f"cannot resume: {str(e).splitlines()[0]}") from e
     stored = state.get(MODEL_CONFIG_KEY) if isinstance(state, dict) else None
     if stored is not None and stored != model_config:
         keys = sorted(k for k in {*stored, *model_config} if stored.get(k) != model_config.get(k))
