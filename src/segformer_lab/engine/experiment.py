@@ -116,8 +116,9 @@ def _numbers(value: Any) -> Any:
 
 
 def resolve_config(config: str | os.PathLike | dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """``DEFAULTS`` updated by a YAML file (or dict), then by each override in order.
-    Unknown keys are errors, except inside the open sections."""
+    """``DEFAULTS`` updated by a YAML file (or dict), then by each override in order, and
+    validated (``validate_config``). Unknown keys are errors, except inside the open
+    sections (``trainer`` keys are checked against Lightning's Trainer)."""
     if not isinstance(config, dict):
         config = yaml.safe_load(Path(config).read_text()) or {}
     resolved = _merge(DEFAULTS, config)
@@ -180,8 +181,8 @@ def _fits(value: Any, annotation: Any) -> bool:
         return False
     if annotation is float:
         return isinstance(value, (int, float))
-    return isinstance(annotation, type) and isinstance(value, annotation) or (
-        isinstance(origin, type) and isinstance(value, origin))
+    kind = origin or annotation  # list[int] -> list
+    return isinstance(kind, type) and isinstance(value, kind)
 
 
 def _describe(annotation: Any) -> str:
