@@ -22,6 +22,7 @@ from PIL import Image
 from segformer_lab import cli, load_model
 from segformer_lab.data import ADE20K_CLASSES, build_dataset, build_transforms
 from segformer_lab.engine import NonFiniteLossError, SegmentationDataModule, evaluate, resolve_config, train
+from segformer_lab.engine.rundir import RunDirectoryBusy, own_run_directory
 
 NUM_CLASSES = 150
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -382,3 +383,26 @@ def test_resuming_from_a_truncated_checkpoint_is_one_error_line(finished_run, tm
     assert cli.main(["train", "--resume", str(run_dir), "--set", "optim.lr=1e-4"]) == 2
     assert f"cannot resume: {last} could not be read (truncated or corrupt?)" in one_error_line(capsys)
     assert (run_dir / "config.yaml").read_bytes() == before
+
+
+def test_a_killed_run_releases_its_directory_at_once(experiment, tmp_path):
+    """The lock goes with its owner, not with the DataLoader workers it forked (they
+    outlive a SIGKILLed parent by seconds)."""
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "segformer_lab.cli", "train", str(experiment), "--out", str(run_dir),
+               "--set", "data.num_workers=2", "--set", "trainer.max_epochs=20"]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoints/last.ckpt").exists() and process.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None
+        with pytest.raises(RunDirectoryBusy, match=f"pid {process.pid} on "):
+            with own_run_directory(run_dir, resume=True):
+                pass
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.communicate()
+    with own_run_directory(run_dir, resume=True):
+        assert f"pid {os.getpid()} on " in (run_dir / ".lock").read_text()
