@@ -22,6 +22,7 @@ from PIL import Image
 from segformer_lab import cli, load_model
 from segformer_lab.data import ADE20K_CLASSES, build_dataset, build_transforms
 from segformer_lab.engine import NonFiniteLossError, SegmentationDataModule, evaluate, resolve_config, train
+from segformer_lab.engine.rundir import RunDirectoryBusy, own_run_directory
 
 NUM_CLASSES = 150
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -266,3 +267,142 @@ def test_cli_trains_on_folder_and_parquet_data(data_format, tmp_path):
     assert load_model(run_dir).config.num_classes == classes
     metrics = (run_dir / "logs/csv/version_0/metrics.csv").read_text()
     assert "train/loss" in metrics and "val/mIoU" in metrics
+
+
+def copy_run(finished_run: Path, tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    return run_dir
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_a_second_training_into_a_busy_run_directory_fails_at_once(experiment, tmp_path, capsys):
+    run_dir = tmp_path / "busy"
+    command = [sys.executable, "-m", "segformer_lab.cli", "train", str(experiment), "--out", str(run_dir),
+               "--set", "trainer.max_epochs=4"]
+    first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoints/last.ckpt").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for second in (["train", str(experiment), "--out", str(run_dir), "--set", "seed=1"],
+                       ["train", "--resume", str(run_dir)]):
+            assert cli.main(second) == 2
+            err = one_error_line(capsys)
+            assert f"{run_dir} is in use by another training (pid {first.pid} on " in err
+        assert first.poll() is None, "the first training ended before the second was refused"
+    finally:
+        _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr.decode()[-2000:]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 0
+    assert checkpoint_state(run_dir / "checkpoints/last.ckpt")["global_step"] == 16
+    assert len(list((run_dir / "checkpoints").glob("best-*.ckpt"))) == 1
+    assert cli.main(["train", "--resume", str(run_dir)]) == 0  # the lock went with its owner
+
+
+def test_a_new_run_over_an_earlier_one_needs_overwrite(experiment, finished_run, tmp_path, capsys):
+    run_dir = copy_run(finished_run, tmp_path)
+    (run_dir / "notes.txt").write_text("mine")
+    before = (run_dir / "checkpoints/last.ckpt").read_bytes()
+    assert cli.main(["train", str(experiment), "--out", str(run_dir)]) == 2
+    assert f"{run_dir} holds an earlier run (config.yaml, config.json" in one_error_line(capsys)
+    assert (run_dir / "checkpoints/last.ckpt").read_bytes() == before
+
+    short = ["--set", "trainer.max_epochs=1", "--set", "trainer.limit_train_batches=1"]
+    assert cli.main(["train", str(experiment), "--out", str(run_dir), "--overwrite", *short]) == 0
+    assert checkpoint_state(run_dir / "checkpoints/last.ckpt")["global_step"] == 1
+    assert len(list((run_dir / "checkpoints").glob("best-*.ckpt"))) == 1
+    assert [p.name for p in (run_dir / "logs/csv").iterdir()] == ["version_0"]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["max_epochs"] == 1
+    assert (run_dir / "notes.txt").read_text() == "mine"  # not a run's file: kept
+
+
+@pytest.mark.parametrize("override, named", [
+    ("optim.lr=abc", "optim.lr must be a number, got 'abc'"),
+    ("trainer.max_steps=abc", "trainer.max_steps must be int, got 'abc'"),
+    ("trainer.max_stepz=9", "unknown config key 'trainer.max_stepz': not a Lightning Trainer argument; known: "),
+    ("model.name=boostformer_b0", "model.name cannot change on resume"),
+    ("model.num_classes=3", "model.num_classes cannot change on resume"),
+    ("data.train_split=validation", "data.train_split cannot change on resume"),
+    ("trainer.devices=2", "trainer.devices cannot change on resume"),
+])
+def test_a_refused_override_on_resume_leaves_the_run_resumable(override, named, finished_run, tmp_path, capsys):
+    run_dir = copy_run(finished_run, tmp_path)
+    before = {p: p.read_bytes() for p in [run_dir / "config.yaml", *(run_dir / "checkpoints").iterdir()]}
+    assert cli.main(["train", "--resume", str(run_dir), "--set", override]) == 2
+    assert named in one_error_line(capsys)
+    assert {p: p.read_bytes() for p in before} == before
+    if override.startswith("model.name"):  # the run still resumes and evaluates
+        assert cli.main(["train", "--resume", str(run_dir)]) == 0
+        assert cli.main(["eval", str(run_dir / "checkpoints/last.ckpt"), "--num-workers", "0"]) == 0
+
+
+def test_an_optimiser_override_on_resume_is_applied(finished_run, tmp_path):
+    run_dir = copy_run(finished_run, tmp_path)
+    assert cli.main(["train", "--resume", str(run_dir), "--set", "optim.lr=5e-4", "--set", "optim.weight_decay=0.05",
+                     "--set", "trainer.max_epochs=3"]) == 0
+    state = checkpoint_state(run_dir / "checkpoints/last.ckpt")
+    assert state["global_step"] == 12
+    schedule = state["lr_schedulers"][0]
+    assert sorted(schedule["base_lrs"]) == pytest.approx([5e-4, 5e-4, 5e-3, 5e-3])
+    assert schedule["lr_lambdas"][0]["total"] == 12
+    groups = {g["name"]: g for g in state["optimizer_states"][0]["param_groups"]}
+    assert groups["encoder"]["weight_decay"] == groups["head"]["weight_decay"] == 0.05
+    assert groups["encoder_no_decay"]["weight_decay"] == 0.0
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["optim"]["lr"] == 5e-4 and config["trainer"]["max_epochs"] == 3
+
+
+def test_a_killed_runs_leftovers_are_removed_when_it_resumes(finished_run, tmp_path):
+    run_dir = copy_run(finished_run, tmp_path)
+    checkpoints = run_dir / "checkpoints"
+    best = next(checkpoints.glob("best-*.ckpt"))
+    planted = [checkpoints / ".last.ckpt.tmp-4242", run_dir / ".model.safetensors.tmp-4242",
+               checkpoints / "best-e009-s000099.ckpt"]
+    for path in planted:
+        path.write_bytes(b"half written")
+    others = [run_dir / ".notes.tmp-x", checkpoints / "notes.txt"]
+    for path in others:
+        path.write_text("not the run's")
+    assert cli.main(["train", "--resume", str(run_dir)]) == 0
+    assert not any(path.exists() for path in planted)
+    assert list(checkpoints.glob("best-*.ckpt")) == [best]
+    assert all(path.exists() for path in others)
+
+
+def test_resuming_from_a_truncated_checkpoint_is_one_error_line(finished_run, tmp_path, capsys):
+    run_dir = copy_run(finished_run, tmp_path)
+    last = run_dir / "checkpoints/last.ckpt"
+    last.write_bytes(last.read_bytes()[:4096])
+    before = (run_dir / "config.yaml").read_bytes()
+    assert cli.main(["train", "--resume", str(run_dir), "--set", "optim.lr=1e-4"]) == 2
+    assert f"cannot resume: {last} could not be read (truncated or corrupt?)" in one_error_line(capsys)
+    assert (run_dir / "config.yaml").read_bytes() == before
+
+
+def test_a_killed_run_releases_its_directory_at_once(experiment, tmp_path):
+    """The lock goes with its owner, not with the DataLoader workers it forked (they
+    outlive a SIGKILLed parent by seconds)."""
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "segformer_lab.cli", "train", str(experiment), "--out", str(run_dir),
+               "--set", "data.num_workers=2", "--set", "trainer.max_epochs=20"]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoints/last.ckpt").exists() and process.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None
+        with pytest.raises(RunDirectoryBusy, match=f"pid {process.pid} on "):
+            with own_run_directory(run_dir, resume=True):
+                pass
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.communicate()
+    with own_run_directory(run_dir, resume=True):
+        assert f"pid {os.getpid()} on " in (run_dir / ".lock").read_text()

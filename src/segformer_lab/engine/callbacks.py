@@ -60,6 +60,17 @@ class BestCheckpoint(ModelCheckpoint):
         self.export_dir = Path(export_dir)
         self._exported = ""
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A run killed between saving a new best and deleting the old one leaves two (or,
+        past its last.ckpt, one the resumed run never reached): keep only the one that the
+        restored bookkeeping names."""
+        if trainer.is_global_zero and self.dirpath and self.filename:
+            keep = Path(self.best_model_path).name if self.best_model_path else None
+            pattern = f"{self.filename.split('{')[0]}*{self.FILE_EXTENSION}"
+            for path in Path(self.dirpath).glob(pattern):
+                if path.name != keep:
+                    path.unlink()
+
     # Lightning saves at the end of validation or, when validation ends the epoch, at
     # the end of the training epoch: export right after either.
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -5,20 +5,24 @@ overrides, and the run that trains it into a run directory.
 ``ImageClassifier`` over the named model's encoder, ``ClassificationModule``); the rest
 of the path (data module, trainer, callbacks, run directory) is the same for both.
 
-A run directory holds ``config.yaml`` (the resolved config), ``config.json`` and
+A run directory holds ``config.yaml`` (the resolved config, written when training
+starts), ``config.json`` and
 ``model.safetensors`` (the best weights by validation mIoU, or top-1 for classification,
 via ``save_pretrained``),
 ``checkpoints/`` (Lightning's ``last.ckpt`` and ``best-*.ckpt``, for resuming) and
 ``logs/{csv,tensorboard}/version_N/`` (one version per training session; TensorBoard
-when installed).
+when installed), and ``.lock`` (its owner: see ``rundir``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
+import inspect
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,16 +33,14 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
 from ..models.config import DEFAULT_NUM_CLASSES
-from .._io import atomic_write
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
 from .classification import ClassificationModule
 from .datamodule import SegmentationDataModule
 from .module import SegmentationModule
 from .optim import OptimConfig
+from .resume import ApplyOptimConfig, check_checkpoint, check_resume
+from .rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, WriteConfig, own_run_directory
 
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
 SEGMENTATION, CLASSIFICATION = "segmentation", "classification"
 MONITORS = {SEGMENTATION: "val/mIoU", CLASSIFICATION: "val/top1"}  # what the best checkpoint maximises
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -65,6 +67,11 @@ DEFAULTS: dict[str, Any] = {
 # another pipeline replaces the previous one (its parameters would not apply).
 TRANSFORMS = {("data", "train_transforms"), ("data", "val_transforms")}
 OPEN = {("trainer",), ("model", "overrides"), ("data", "options"), *TRANSFORMS}
+# Trainer arguments build_trainer sets itself; the rest of the signature is what ``trainer`` takes.
+RESERVED = {"self", "default_root_dir", "callbacks", "logger", "plugins", "use_distributed_sampler"}
+SIZES = {("val", "crop"), ("val", "stride")}  # a number or [height, width]
+TRAINER_ARGS = {name: p.annotation for name, p in inspect.signature(L.Trainer.__init__).parameters.items()
+                if name not in RESERVED}
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -88,7 +95,10 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ValueError(f"override {text!r} is not of the form key.path=value")
-    parsed = yaml.safe_load(value)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ValueError(f"override {text!r}: the value is not valid YAML ({e.problem})") from None
     for part in reversed(key.strip().split(".")):
         parsed = {part: parsed}
     return parsed
@@ -106,16 +116,84 @@ def _numbers(value: Any) -> Any:
 
 
 def resolve_config(config: str | os.PathLike | dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """``DEFAULTS`` updated by a YAML file (or dict), then by each override in order.
-    Unknown keys are errors, except inside the open sections."""
+    """``DEFAULTS`` updated by a YAML file (or dict), then by each override in order, and
+    validated (``validate_config``). Unknown keys are errors, except inside the open
+    sections (``trainer`` keys are checked against Lightning's Trainer)."""
     if not isinstance(config, dict):
         config = yaml.safe_load(Path(config).read_text()) or {}
     resolved = _merge(DEFAULTS, config)
     for text in overrides:
         resolved = _merge(resolved, parse_override(text))
-    if resolved["task"] not in MONITORS:
-        raise ValueError(f"unknown task {resolved['task']!r}; choose one of {sorted(MONITORS)}")
-    return _numbers(resolved)
+    resolved = _numbers(resolved)
+    validate_config(resolved)
+    return resolved
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Value types: a key of a checked section takes its default's type (numbers: int or
+    float; a default of None: anything), a ``trainer`` key must be an argument of
+    Lightning's Trainer and fit its annotation."""
+    if config["task"] not in MONITORS:
+        raise ValueError(f"unknown task {config['task']!r}; choose one of {sorted(MONITORS)}")
+    _check_types(DEFAULTS, config)
+    for key, value in config["trainer"].items():
+        if key not in TRAINER_ARGS:
+            raise ValueError(f"unknown config key 'trainer.{key}': not a Lightning Trainer argument; known: "
+                             f"{sorted(TRAINER_ARGS)}")
+        if not _fits(value, TRAINER_ARGS[key]):
+            raise ValueError(f"trainer.{key} must be {_describe(TRAINER_ARGS[key])}, got {value!r}")
+
+
+def _check_types(defaults: dict[str, Any], config: dict[str, Any], path: tuple[str, ...] = ()) -> None:
+    for key, default in defaults.items():
+        where, value = (*path, key), config[key]
+        name = ".".join(where)
+        if where in OPEN or default is None:
+            continue
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"{name} must be a mapping of keys, got {value!r}")
+            _check_types(default, value, where)
+            continue
+        number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if where in SIZES and isinstance(value, list):
+            ok = len(value) == 2 and all(_fits(v, float) for v in value)
+        else:
+            ok = _fits(value, float if number else type(default))
+        if not ok:
+            expected = ("a number" + (" or [height, width]" if where in SIZES else "")) if number else \
+                type(default).__name__
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether a YAML value fits a type annotation (classes no YAML value can be: no)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, type(int | str)):
+        return any(_fits(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if isinstance(value, bool) and annotation is not bool:
+        return False
+    if annotation is float:
+        return isinstance(value, (int, float))
+    kind = origin or annotation  # list[int] -> list
+    return isinstance(kind, type) and isinstance(value, kind)
+
+
+def _describe(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, type(int | str)):
+        return " or ".join(_describe(a) for a in args)
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
+    if annotation is type(None):
+        return "null"
+    return getattr(origin or annotation, "__name__", str(annotation))
 
 
 def build_model(spec: dict[str, Any], pretrained: bool = True,
@@ -140,10 +218,13 @@ def build_module(config: dict[str, Any], model: SegmentationModel | ImageClassif
     return SegmentationModule(model, optim, config["val"])
 
 
-def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, **trainer_overrides: Any) -> L.Trainer:
+def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, resume: bool = False,
+                  **trainer_overrides: Any) -> L.Trainer:
     """A Trainer for ``config["trainer"]`` writing into ``run_dir``, with the run's
     checkpoints (best by the task's score, mIoU or top-1, mirrored to ``run_dir`` as
-    weights; last), loggers, throughput and learning-rate logging."""
+    weights; last), loggers, throughput and learning-rate logging, and ``config.yaml``
+    written when training starts (``resume``: after the config's optimiser settings are
+    put over the restored ones)."""
     checkpoints = run_dir / CHECKPOINT_DIR
     best = BestCheckpoint(run_dir, dirpath=checkpoints, filename="best-e{epoch:03d}-s{step:06d}",
                           auto_insert_metric_name=False, monitor=MONITORS[config["task"]], mode="max", save_top_k=1)
@@ -153,6 +234,8 @@ def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, *
         RestoreDataPosition(),
         Throughput(),
         LearningRateMonitor(logging_interval="step"),
+        *([ApplyOptimConfig()] if resume else []),
+        WriteConfig(run_dir, config),
     ]
     loggers = [CSVLogger(run_dir / "logs", name="csv")]  # a new version_N per (resumed) session
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
@@ -163,26 +246,33 @@ def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, *
 
 
 def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = False,
-          datamodule: SegmentationDataModule | None = None, **trainer_overrides: Any) -> L.Trainer:
+          datamodule: SegmentationDataModule | None = None, overwrite: bool = False,
+          **trainer_overrides: Any) -> L.Trainer:
     """Train a resolved ``config`` into ``run_dir`` (``resume``: continue from its
     ``last.ckpt``, restoring weights, optimiser, schedule, step, data position and random
-    state). ``datamodule`` replaces the one the ``data`` section describes."""
+    state; ``overwrite``: replace an earlier run's files there). ``datamodule`` replaces
+    the one the ``data`` section describes.
+
+    Nothing is written before the run's directory is owned (``rundir``) and, on resume,
+    the config is checked against the run's (``resume.check_resume``) and its checkpoint."""
     run_dir = Path(run_dir)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if resume and not last.is_file():
-        raise FileNotFoundError(f"nothing to resume: {last} does not exist")
-    if not resume and (run_dir / CHECKPOINT_DIR).is_dir() and any((run_dir / CHECKPOINT_DIR).iterdir()):
-        raise ValueError(f"{run_dir} already holds checkpoints: resume it (--resume) or choose another run directory")
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+        if (run_dir / CONFIG_FILE).is_file():
+            check_resume(resolve_config(run_dir / CONFIG_FILE), config, run_dir / CONFIG_FILE)
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = datamodule or SegmentationDataModule.from_config(config["data"], config["seed"],
                                                                   config["model"]["num_classes"])
-    model = build_model(config["model"], pretrained=not resume, task=config["task"])  # resuming restores them
-    module = build_module(config, model)
-    trainer = build_trainer(config, run_dir, has_val=datamodule.val is not None, **trainer_overrides)
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_dir / CONFIG_FILE, lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
-    if datamodule.val is None and trainer.is_global_zero:  # no best to mirror: keep the final weights
-        model.save_pretrained(run_dir)
+    trainer = build_trainer(config, run_dir, has_val=datamodule.val is not None, resume=resume, **trainer_overrides)
+    # under DDP, global rank 0 owns the directory for its run; the other ranks write nothing there
+    with own_run_directory(run_dir, resume, overwrite) if trainer.is_global_zero else contextlib.nullcontext():
+        model = build_model(config["model"], pretrained=not resume, task=config["task"])  # resuming restores them
+        if resume:
+            check_checkpoint(last, model.pretrained_config())
+        trainer.fit(build_module(config, model), datamodule=datamodule, ckpt_path=last if resume else None,
+                    weights_only=True)
+        if datamodule.val is None and trainer.is_global_zero:  # no best to mirror: keep the final weights
+            model.save_pretrained(run_dir)
     return trainer

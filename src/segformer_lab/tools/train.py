@@ -26,7 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config value by dot path, read as YAML (e.g. optim.lr=1e-4, "
                    "trainer.devices=2, data.root=/data/ade); repeatable")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<config name>-<time>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint; --set may change "
+                   "optim.*, the trainer's length, logging and hardware, checkpoint.*, data.num_workers and "
+                   "data.val_batch_size, nothing else")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run directory that holds an earlier run (its files are deleted first)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.resume is None):
         raise ValueError("give either CONFIG or --resume RUN_DIR")
     if args.resume:
-        if args.out:
-            raise ValueError("--out does not go with --resume: the run continues in its own directory")
+        if args.out or args.overwrite:
+            raise ValueError(f"{'--out' if args.out else '--overwrite'} does not go with --resume: the run continues "
+                             "in its own directory")
         run_dir = Path(args.resume)
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{run_dir / CONFIG_FILE} not found: is {run_dir} a run directory?")
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
-        train(config, run_dir, resume=bool(args.resume))
+        train(config, run_dir, resume=bool(args.resume), overwrite=args.overwrite)
     except NonFiniteLossError as err:
         print(f"segformer-lab train: error: {err}", file=sys.stderr)
         return 1
