@@ -38,7 +38,7 @@ from .classification import ClassificationModule
 from .datamodule import SegmentationDataModule
 from .module import SegmentationModule
 from .optim import OptimConfig
-from .resume import ApplyOptimConfig, check_checkpoint, check_resume
+from .resume import check_checkpoint, check_resume
 from .rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, WriteConfig, own_run_directory
 
 SEGMENTATION, CLASSIFICATION = "segmentation", "classification"
@@ -234,7 +234,6 @@ def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, r
         RestoreDataPosition(),
         Throughput(),
         LearningRateMonitor(logging_interval="step"),
-        *([ApplyOptimConfig()] if resume else []),
         WriteConfig(run_dir, config),
     ]
     loggers = [CSVLogger(run_dir / "logs", name="csv")]  # a new version_N per (resumed) session

@@ -1,5 +1,6 @@
-"""What a resumed run may change, checked before anything is written, and the config's
-optimiser settings put over the optimiser and schedule a checkpoint restores.
+"""What a resumed run may change, checked before anything is written (the module puts
+the config's ``optim`` settings over the ones a checkpoint restores:
+``TrainingModule._apply_optim_config``).
 
 A resume continues the same run: the model, the data and how the best checkpoint is
 chosen stay; the optimiser (``optim.*``), the run's length, logging, hardware, checkpoint
@@ -11,12 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-import lightning.pytorch as L
-from lightning.pytorch.callbacks import Callback
-
 from ..models.checkpoint.reading import read_weights
 from ..models.pretrained import MODEL_CONFIG_KEY, CheckpointError
-from .optim import build_optimizer, build_scheduler
 
 MAY_CHANGE = (("optim",), ("checkpoint",), ("trainer",), ("data", "num_workers"), ("data", "val_batch_size"))
 # Trainer arguments that change which batches one step trains on: the saved data position would not fit.
@@ -65,22 +62,3 @@ def check_checkpoint(path: Path, model_config: dict[str, Any]) -> None:
         keys = sorted(k for k in {*stored, *model_config} if stored.get(k) != model_config.get(k))
         raise ValueError(f"{path} holds another model than the run's config describes (differing: {', '.join(keys)}):"
                          " resume with the config it was trained with")
-
-
-class ApplyOptimConfig(Callback):
-    """Lightning restores AdamW's settings (lr, betas, eps, weight decay) and the
-    schedule's (base lrs, and total and warmup, the schedule being an object) from the
-    checkpoint, so a resumed run's ``optim.*`` would do nothing. When training starts,
-    this puts the config's values back over them, keeping the step, the moments and the
-    position in the schedule (unchanged settings give the restored values exactly)."""
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        optimizer, scheduler = trainer.optimizers[0], trainer.lr_scheduler_configs[0].scheduler
-        # throwaways over the same parameters: only their settings are read
-        fresh = build_scheduler(build_optimizer(pl_module.model, pl_module.optim), pl_module.optim,
-                                int(trainer.estimated_stepping_batches))
-        scheduler.base_lrs, scheduler.lr_lambdas = list(fresh.base_lrs), list(fresh.lr_lambdas)
-        for group, new, factor in zip(optimizer.param_groups, fresh.optimizer.param_groups, fresh.lr_lambdas):
-            group.update({k: new[k] for k in ("initial_lr", "weight_decay", "betas", "eps")})
-            group["lr"] = new["initial_lr"] * factor(scheduler.last_epoch)
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
