@@ -1,4 +1,4 @@
-"""Files written whole or not at all, and JSON read and written the one way the project does.
+"""Files written whole or not at all (a full disk named as such), and JSON read and written the one way the project does.
 
 The bottom of the house: it imports nothing of segformer_lab, so every layer (models,
 engine, tools) can use it without an import pointing up.
@@ -6,20 +6,52 @@ engine, tools) can use it without an import pointing up.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
 
+# how torch.save's zip writer reports a short write (a full disk): "[enforce fail at
+# inline_container.cc:NNN] . unexpected pos N vs M", or "file write failed"
+TORCH_SHORT_WRITE = ("unexpected pos", "file write failed")
+
+
+class DiskFullError(OSError):
+    """No space left on a file system while writing a file; the file's previous version is kept."""
+
+    def __init__(self, path: Path):
+        mount = Path(path).resolve().parent
+        while not os.path.ismount(mount):
+            mount = mount.parent
+        super().__init__(errno.ENOSPC, f"no space left on {mount} while writing {path}; its previous version, "
+                                       "if any, is kept: free space there and run again")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is a write that failed for want of space (ENOSPC, or torch's form of it)."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in TORCH_SHORT_WRITE)
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``,
-    so a reader never sees a half-written file and an interrupted write loses nothing."""
+    so a reader never sees a half-written file and an interrupted write loses nothing. A
+    full disk raises ``DiskFullError`` naming the file system and ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as error:
+        if disk_full(error):
+            raise DiskFullError(path) from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -31,12 +31,33 @@ Source = str | Path | bytes
 
 
 class DataError(ValueError):
-    """A data file or layout that cannot give correct samples; ``path`` names the culprit."""
+    """A data file or layout that cannot give correct samples; ``path`` names the culprit.
 
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
+    ``DataError(text)`` with one argument is how torch re-raises an error of a DataLoader
+    worker in the main process (``ExceptionWrapper.reraise``: the type, called with the
+    worker's formatted traceback); that text's last line is the worker's error, which
+    becomes this one, and the traceback is kept as a note (shown with ``-v``)."""
+
+    def __init__(self, path: str, message: str | None = None):
+        if message is None:
+            text = str(path)
+            path, message = _worker_error(text)
+            if path != text:
+                self.add_note(text)
+        super().__init__(f"{path}: {message}" if message else str(path))
         self.path = str(path)
         self.reason = message
+
+
+def _worker_error(text: str) -> tuple[str, str]:
+    """``(path, reason)`` from a worker's traceback, whose last line reads
+    ``segformer_lab.data.io.DataError: PATH: REASON`` (REASON to the end); else ``(text, "")``."""
+    prefix = f"\n{DataError.__module__}.{DataError.__qualname__}: "
+    start = text.rfind(prefix)
+    if start < 0:
+        return text, ""
+    path, _, reason = text[start + len(prefix):].strip().partition(": ")
+    return path, reason
 
 
 class DataWarning(UserWarning):
