@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-# how torch.save's zip writer reports a short write (a full disk): "[enforce fail at
-# inline_container.cc:NNN] . unexpected pos N vs M", or "file write failed"
-TORCH_SHORT_WRITE = ("unexpected pos", "file write failed")
+# how torch.save's zip writer reports a write that the disk refused (a full disk):
+# "[enforce fail at inline_container.cc:NNN] . unexpected pos N vs M", or for a small
+# file "basic_ios::clear: iostream error", or "file write failed"
+TORCH_SHORT_WRITE = ("unexpected pos", "iostream error", "file write failed")
 
 
 class DiskFullError(OSError):
