@@ -145,6 +145,7 @@ def unpickling_reason(error: Exception) -> str:
     """The line of torch's long weights-only message that names what was refused."""
     lines = [ln.strip() for ln in str(error).splitlines()]
     reason = next((ln for ln in lines if "global" in ln.lower() or "unsupported" in ln.lower()), "")
+    reason = reason.split(". ")[0].removeprefix("WeightsUnpickler error: ")  # not torch's advice that follows
     return reason[:200] or "not a plain tensor file"
 
 
