@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-# how torch.save's zip writer reports a write that the disk refused (a full disk):
-# "[enforce fail at inline_container.cc:NNN] . unexpected pos N vs M", or for a small
-# file "basic_ios::clear: iostream error", or "file write failed"
-TORCH_SHORT_WRITE = ("unexpected pos", "iostream error", "file write failed")
+# how writers that are not Python's report a full disk: torch.save's zip writer, "[enforce
+# fail at inline_container.cc:NNN] . unexpected pos N vs M", for a small file "basic_ios::
+# clear: iostream error", or "file write failed"; safetensors, "... (os error 28)"
+FULL_DISK_TEXTS = ("unexpected pos", "iostream error", "file write failed", "os error 28")
 
 
 class DiskFullError(OSError):
@@ -34,10 +34,11 @@ class DiskFullError(OSError):
 
 
 def disk_full(error: BaseException) -> bool:
-    """Whether ``error`` is a write that failed for want of space (ENOSPC, or torch's form of it)."""
+    """Whether ``error`` is a write that failed for want of space (ENOSPC, or torch's or
+    safetensors' form of it)."""
     if isinstance(error, OSError):
         return error.errno == errno.ENOSPC
-    return isinstance(error, RuntimeError) and any(text in str(error) for text in TORCH_SHORT_WRITE)
+    return any(text in str(error) for text in FULL_DISK_TEXTS)
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
