@@ -207,3 +207,35 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 class _Broken:
     def parse_args(self, argv):
         return argparse.Namespace(verbose=False, command="models", run=lambda args: 1 / 0)
+
+
+def test_training_on_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(bad, tmp_path, monkeypatch, capsys):
+    """The issue's case: torch.save's own report of a full disk while ``last.ckpt`` is
+    rewritten; the run stops with one line and the previous ``last.ckpt`` still loads."""
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        target = Path(f).parent / "last.ckpt"
+        if Path(f).name.startswith(".last.ckpt.tmp") and target.exists():
+            Path(f).write_bytes(b"half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    run = tmp_path / "run"
+    argv = ["train", str(bad["experiment"]), "--out", str(run), "--set", "trainer.max_steps=3",
+            "--set", "checkpoint.every_n_train_steps=1", "--set", "optim.warmup=0"]
+    assert cli.main(argv) == 2
+    last = run / "checkpoints" / "last.ckpt"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"segformer-lab train: error: no space left on {mount_point(last)} while writing {last}; its previous "
+        "version, if any, is kept: free space there and run again")
+    assert torch.load(last, weights_only=True)["global_step"] == 1
+    assert not [p.name for p in last.parent.iterdir() if ".tmp" in p.name]
+
+
+def mount_point(path: Path) -> Path:
+    path = path.resolve().parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
