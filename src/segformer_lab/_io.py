@@ -1,4 +1,5 @@
-"""Files written whole or not at all (a full disk named as such), and JSON read and written the one way the project does.
+"""Files written whole or not at all (a full disk named as such), and JSON read and written
+the one way the project does.
 
 The bottom of the house: it imports nothing of segformer_lab, so every layer (models,
 engine, tools) can use it without an import pointing up.

@@ -192,7 +192,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colours, 0..1 (default 0.5)")
     p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"),
                    help="resize images to H x W for the model (default: their own size; sides < 32 scaled up)")
-    p.add_argument("--multiple-of", type=positive_int, metavar="N", help="round the model's input sides to multiples of N "
+    p.add_argument("--multiple-of", type=positive_int, metavar="N",
+                   help="round the model's input sides to multiples of N "
                    "(32: mmseg's AlignedResize)")  # fmt: skip
     p.add_argument("--mode", choices=MODES, default="whole",
                    help="whole image, or sliding windows for large images (default whole)")
@@ -201,7 +202,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scales", type=float, nargs="+", default=(1.0,), metavar="S",
                    help="test-time scales, probabilities averaged (default 1.0)")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs (test-time augmentation)")
-    p.add_argument("--batch", type=positive_int, default=1, metavar="N", help="images per forward pass (same-size images)")
+    p.add_argument("--batch", type=positive_int, default=1, metavar="N",
+                   help="images per forward pass (same-size images)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--num-classes", type=positive_int, metavar="K", help="classes of a registered model name")
     p.add_argument("--class-names", metavar="FILE", help="text file with one class name per line (for the legend)")
