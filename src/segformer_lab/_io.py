@@ -1,4 +1,5 @@
-"""Files written whole or not at all, and JSON read and written the one way the project does.
+"""Files written whole or not at all (a full disk named as such), and JSON read and written
+the one way the project does.
 
 The bottom of the house: it imports nothing of segformer_lab, so every layer (models,
 engine, tools) can use it without an import pointing up.
@@ -6,20 +7,54 @@ engine, tools) can use it without an import pointing up.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
 
+# how writers that are not Python's report a full disk: torch.save's zip writer, "[enforce
+# fail at inline_container.cc:NNN] . unexpected pos N vs M", for a small file "basic_ios::
+# clear: iostream error", or "file write failed"; safetensors, "... (os error 28)"
+FULL_DISK_TEXTS = ("unexpected pos", "iostream error", "file write failed", "os error 28")
+
+
+class DiskFullError(OSError):
+    """No space left on a file system while writing a file; the file's previous version is kept."""
+
+    def __init__(self, path: Path):
+        mount = Path(path).resolve().parent
+        while not os.path.ismount(mount):
+            mount = mount.parent
+        super().__init__(errno.ENOSPC, f"no space left on {mount} while writing {path}; its previous version, "
+                                       "if any, is kept: free space there and run again")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is a write that failed for want of space (ENOSPC, or torch's or
+    safetensors' form of it)."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    return any(text in str(error) for text in FULL_DISK_TEXTS)
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``,
-    so a reader never sees a half-written file and an interrupted write loses nothing."""
+    so a reader never sees a half-written file and an interrupted write loses nothing. A
+    full disk raises ``DiskFullError`` naming the file system and ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as error:
+        if disk_full(error):
+            raise DiskFullError(path) from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -10,9 +10,11 @@ never pays for onnxruntime or matplotlib.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
+import traceback
 
 # subcommand -> (module in segformer_lab.tools, one line for the command list)
 COMMANDS = {
@@ -28,10 +30,18 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Reports a wrong option as one line, ``segformer-lab CMD: error: ...``, like every other
+    user error (argparse would print the whole usage first); exit status 2, as argparse."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with the options of ``command`` (the one subcommand whose tool is
     imported); the other subcommands are listed by name and summary only."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="segformer-lab",
         description="Efficient semantic segmentation with the SegFormer family: list, profile, benchmark, train, "
         "evaluate, export and run models.",
@@ -53,15 +63,33 @@ def _command(argv: list[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+def user_error(err: BaseException) -> bool:
+    """Whether ``err`` is a mistake or fault of the user's input or machine, told in one line:
+    any error class of this project (CheckpointError, ConfigError, DataError, ExportError,
+    NonFiniteLossError, DiskFullError, ...; matched by module, so that this needs no
+    import of torch), a wrong value or key, a missing file, a full disk. Anything else is
+    a bug and keeps its traceback."""
+    ours = any(cls.__module__.startswith("segformer_lab.") for cls in type(err).__mro__)
+    full = isinstance(err, OSError) and err.errno == errno.ENOSPC
+    return ours or full or isinstance(err, (KeyError, ValueError, FileNotFoundError))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs one subcommand; a user error (``user_error``) is one line on stderr and exit
+    status 2, with its traceback above it under ``-v``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
     try:
         return int(args.run(args) or 0)
-    except (KeyError, ValueError, FileNotFoundError) as err:
+    except Exception as err:  # noqa: BLE001 - sorted by user_error; bugs are re-raised
+        if not user_error(err):
+            raise
+        if args.verbose:
+            traceback.print_exc()
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"segformer-lab {args.command}: error: {message}", file=sys.stderr)
+        line = " ".join(str(message).split())  # one line, whatever the message's own breaks
+        print(f"segformer-lab {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -339,6 +339,62 @@ def test_label_out_of_range(tmp_path):
         build_dataset("ade20k", tmp_path, "train")[0]
 
 
+def test_out_of_range_label_is_reported_as_the_file_holds_it(tmp_path):
+    """With reduce-zero-label the message gives the file's own value (200, not the 199 it
+    reduces to) and the rule that applies to the file's values."""
+    make_ade(tmp_path, stems=("x",))
+    mask = raw_ade_mask()
+    mask[0, 0] = 200
+    save(mask, tmp_path / "ADEChallengeData2016" / "annotations" / "training" / "x.png")
+    with pytest.raises(DataError, match=r"x\.png: label values 200 out of range for 150 classes "
+                                        r"\(with reduce-zero-label, valid values are 0 = ignore, 1\.\.150") as info:
+        build_dataset("ade20k", tmp_path, "train")[0]
+    assert "199" not in str(info.value)
+
+
+def test_upper_case_mask_suffix_is_found(tmp_path):
+    root = make_folder(tmp_path, {"a": folder_mask(), "b": folder_mask()})
+    masks = root / "masks" / "train"
+    (masks / "b.png").rename(masks / "b.PNG")
+    ds = build_dataset("folder", root, "train")
+    assert len(ds) == 2 and ds[1]["labels"].shape == (H, W)
+    save(folder_mask(), masks / "b.png")  # now two masks of one stem
+    with pytest.raises(DataError, match=r"two masks with the stem 'b'"):
+        build_dataset("folder", root, "train")
+
+
+def test_missing_annotations_are_all_named(tmp_path):
+    stems = [f"s{i:02d}" for i in range(14)]
+    root = make_folder(tmp_path, {stem: folder_mask() for stem in stems})
+    for stem in stems[1:13]:  # 12 missing
+        (root / "masks" / "train" / f"{stem}.png").unlink()
+    with pytest.raises(DataError) as info:
+        build_dataset("folder", root, "train")
+    message = str(info.value)
+    assert "missing annotation for 12 images" in message and "and 2 more" in message
+    assert all(f"{stem}.png" in message for stem in stems[1:11]) and "s11.png" not in message
+    with pytest.warns(DataWarning):
+        assert len(build_dataset("folder", root, "train", skip_bad=True)) == 2
+
+
+def test_dataloader_worker_data_error_is_the_same_error(tmp_path):
+    """A DataError raised in a DataLoader worker reaches the main process as a DataError
+    with the file's one-line message (torch re-raises a worker's error by calling its type
+    with the formatted traceback), the worker's traceback kept as a note."""
+    make_ade(tmp_path, stems=("a", "b", "c"))
+    path = tmp_path / "ADEChallengeData2016" / "images" / "training" / "b.jpg"
+    path.write_bytes(b"not an image at all")
+    ds = build_dataset("ade20k", tmp_path, "train")
+    with pytest.raises(DataError) as direct:
+        ds[1]
+    loader = DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate)
+    with pytest.raises(DataError) as info:
+        list(loader)
+    assert str(info.value) == str(direct.value) and "\n" not in str(info.value)
+    assert info.value.path == str(path) and info.value.reason.startswith("cannot decode")
+    assert "DataLoader worker process" in info.value.__notes__[0]
+
+
 def test_colour_mask_refused(tmp_path):
     root = make_folder(tmp_path, {"a": folder_mask()})
     save(rgb(), root / "masks" / "train" / "a.png")

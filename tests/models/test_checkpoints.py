@@ -178,6 +178,32 @@ def test_hf_directory_with_pytorch_model_bin(tmp_path):
     assert torch.equal(logits(loaded), logits(source))
 
 
+def test_directory_with_two_differing_weights_files_says_which_is_read(tmp_path, caplog):
+    source, other = tiny_model(), randomised(SegmentationModel(tiny_config()), seed=7)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "segformer", **to_hf_config(source.config)}))
+    save_file(to_hf_state_dict(source.state_dict()), str(tmp_path / "model.safetensors"))
+    torch.save(to_hf_state_dict(source.state_dict()), tmp_path / "pytorch_model.bin")
+    with caplog.at_level(logging.WARNING, logger="segformer_lab"):
+        sl.load_model(tmp_path)
+    assert "differ" not in caplog.text  # the same weights twice: nothing to say
+    torch.save(to_hf_state_dict(other.state_dict()), tmp_path / "pytorch_model.bin")
+    with caplog.at_level(logging.WARNING, logger="segformer_lab"):
+        loaded = sl.load_model(tmp_path)
+    assert "model.safetensors and pytorch_model.bin differ; reading model.safetensors" in caplog.text
+    assert torch.equal(logits(loaded), logits(source))
+
+
+def test_unknown_stage_field_names_the_file_and_field(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["stages"][1]["widht"] = 32
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for load in (sl.load_model, SegmentationModel.from_pretrained):
+        with pytest.raises(sl.CheckpointError, match=rf"{tmp_path / 'config.json'}: unknown stage 1 field\(s\) "
+                                                     r"\['widht'\]; valid fields: \[.*'width'"):
+            load(tmp_path)
+
+
 # --- encoder-only checkpoints ---------------------------------------------------------
 def test_hf_classification_checkpoint_gets_fresh_decode_head(tmp_path, caplog):
     transformers = pytest.importorskip("transformers")

@@ -31,12 +31,33 @@ Source = str | Path | bytes
 
 
 class DataError(ValueError):
-    """A data file or layout that cannot give correct samples; ``path`` names the culprit."""
+    """A data file or layout that cannot give correct samples; ``path`` names the culprit.
 
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
+    ``DataError(text)`` with one argument is how torch re-raises an error of a DataLoader
+    worker in the main process (``ExceptionWrapper.reraise``: the type, called with the
+    worker's formatted traceback); that text's last line is the worker's error, which
+    becomes this one, and the traceback is kept as a note (shown with ``-v``)."""
+
+    def __init__(self, path: str, message: str | None = None):
+        if message is None:
+            text = str(path)
+            path, message = _worker_error(text)
+            if path != text:
+                self.add_note(text)
+        super().__init__(f"{path}: {message}" if message else str(path))
         self.path = str(path)
         self.reason = message
+
+
+def _worker_error(text: str) -> tuple[str, str]:
+    """``(path, reason)`` from a worker's traceback, whose last line reads
+    ``segformer_lab.data.io.DataError: PATH: REASON`` (REASON to the end); else ``(text, "")``."""
+    prefix = f"\n{DataError.__module__}.{DataError.__qualname__}: "
+    start = text.rfind(prefix)
+    if start < 0:
+        return text, ""
+    path, _, reason = text[start + len(prefix):].strip().partition(": ")
+    return path, reason
 
 
 class DataWarning(UserWarning):
@@ -114,15 +135,20 @@ def reduce_zero_label(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_labels(mask: np.ndarray, num_classes: int, name: str) -> None:
-    """Raise if any label is neither a class index below ``num_classes`` nor 255."""
+def check_labels(mask: np.ndarray, num_classes: int, name: str, reduce_zero: bool = False) -> None:
+    """Raise if any label is neither a class index below ``num_classes`` nor 255. With
+    ``reduce_zero``, ``mask`` is the file's, before ``reduce_zero_label`` (0 is ignored,
+    1..num_classes are the classes), so that the message shows the values the file holds."""
+    first = 1 if reduce_zero else 0
     counts = np.bincount(mask.ravel(), minlength=256)
     counts[IGNORE_INDEX] = 0
-    bad = np.flatnonzero(counts[num_classes:]) + num_classes
+    bad = np.flatnonzero(counts[num_classes + first:]) + num_classes + first
     if bad.size:
         shown = ", ".join(str(v) for v in bad[:8]) + (" ..." if bad.size > 8 else "")
-        raise DataError(name, f"label values {shown} out of range for {num_classes} classes "
-                              f"(valid: 0..{num_classes - 1} and {IGNORE_INDEX} = ignore)")
+        rule = (f"with reduce-zero-label, valid values are 0 = ignore, 1..{num_classes} = classes "
+                f"0..{num_classes - 1}, {IGNORE_INDEX} = ignore" if reduce_zero
+                else f"valid: 0..{num_classes - 1} and {IGNORE_INDEX} = ignore")
+        raise DataError(name, f"label values {shown} out of range for {num_classes} classes ({rule})")
 
 
 def check_same_size(image: np.ndarray, mask: np.ndarray, name: str) -> None:

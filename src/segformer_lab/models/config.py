@@ -215,14 +215,12 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # Accept lists/dicts (as read from JSON) and normalise them to the typed form.
-        stages = tuple(s if isinstance(s, StageConfig) else StageConfig(**s) for s in self.stages)
+        stages = tuple(section(StageConfig, s, f"stage {i}") for i, s in enumerate(self.stages))
         object.__setattr__(self, "stages", stages)
         if self.input_resizer is not None:
             object.__setattr__(self, "input_resizer", tuple(self.input_resizer))
-        if isinstance(self.decoder, dict):
-            object.__setattr__(self, "decoder", DecoderConfig(**self.decoder))
-        if isinstance(self.rope, dict):
-            object.__setattr__(self, "rope", RopeConfig(**self.rope))
+        object.__setattr__(self, "decoder", section(DecoderConfig, self.decoder, "decoder"))
+        object.__setattr__(self, "rope", section(RopeConfig, self.rope, "rope"))
         self.validate()
 
     def validate(self) -> None:
@@ -296,11 +294,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise ConfigError(f"unknown config field(s) {unknown}; valid fields: {sorted(valid)}")
-        return cls(**d)
+        return section(cls, d, "config")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -308,6 +302,18 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
+
+
+def section(cls: type, value: Any, where: str) -> Any:
+    """``value`` as a ``cls`` (a config dataclass): built from its dict (as read from JSON),
+    an unknown field a ``ConfigError`` naming ``where`` and the field."""
+    if not isinstance(value, dict):
+        return value
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - valid)
+    if unknown:
+        raise ConfigError(f"unknown {where} field(s) {unknown}; valid fields: {sorted(valid)}")
+    return cls(**value)
 
 
 def mit_stages(widths, depths, heads=MIT_HEADS, sr_ratios=MIT_SR_RATIOS) -> tuple[StageConfig, ...]:

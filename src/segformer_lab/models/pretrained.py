@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -120,7 +120,10 @@ class PretrainedMixin:
                 f"{config_file}: a segformer-lab {task_name(task)} model, not a {task_name(cls.task)} one "
                 f"({cls.__name__}); segformer_lab.load_model takes its encoder into a segmentation model"
             )
-        model = cls(ModelConfig.from_dict(fields))
+        try:
+            model = cls(ModelConfig.from_dict(fields))
+        except ConfigError as e:
+            raise CheckpointError(f"{config_file}: {e}") from None
         state = read_safetensors(directory / WEIGHTS_NAME)
         try:
             model.load_state_dict(state)

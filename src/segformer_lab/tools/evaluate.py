@@ -18,6 +18,7 @@ import torch
 from ..data import build_dataset, build_transforms
 from ..engine import DEFAULTS, evaluate, load_for_eval
 from ..inference import MODES
+from .options import non_negative_int, positive_int, positive_int_list
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,17 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transforms", metavar="NAME", help="validation pipeline (default: the run's, else 'val')")
     p.add_argument("--mode", choices=MODES, help="whole image or sliding window (default: the run's, "
                    "else whole)")
-    p.add_argument("--crop", type=int, help="sliding window size (default 512)")
-    p.add_argument("--stride", type=int, help="sliding window stride (default 341)")
+    p.add_argument("--crop", type=positive_int, help="sliding window size (default 512)")
+    p.add_argument("--stride", type=positive_int, help="sliding window stride (default 341)")
     p.add_argument("--scales", type=float, nargs="+", metavar="S", help="test scales, averaged (e.g. 0.5 0.75 1.0 "
                    "1.25 1.5 1.75)")
     p.add_argument("--flip", action="store_true", default=None, help="add horizontally flipped inputs")
-    p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], metavar="S1,S2,...",
+    p.add_argument("--sizes", type=positive_int_list, metavar="S1,S2,...",
                    help="resolution sweep: resize each image so its short side is each size (images are read "
                    "unresized; labels stay at their original size)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--num-workers", type=int, default=2, help="data loading processes (default 2)")
+    p.add_argument("--num-workers", type=non_negative_int, default=2, help="data loading processes (default 2)")
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable samples out instead of failing")
 
 

@@ -21,6 +21,7 @@ from ..export import (
     require_export_packages,
 )
 from ..models import CheckpointError, open_model
+from .options import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,11 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}); below 17 LayerNorm "
                    "is decomposed (no LayerNormalization op, for older TensorRT)")  # fmt: skip
-    p.add_argument("--static", nargs=2, type=int, metavar=("H", "W"), help="fixed input size instead of dynamic axes")
-    p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size of a --static export (default 1)")
+    p.add_argument("--static", nargs=2, type=positive_int, metavar=("H", "W"),
+                   help="fixed input size instead of dynamic axes")
+    p.add_argument("--batch", type=positive_int, default=1, metavar="N",
+                   help="batch size of a --static export (default 1)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute, float32 input/output "
                    f"(checked to {FP16_RTOL:.0e} x max(1, max |logit|))")
-    p.add_argument("--num-classes", type=int, metavar="K", help="classes of a registered model (default: its own)")
+    p.add_argument("--num-classes", type=positive_int, metavar="K",
+                   help="classes of a registered model (default: its own)")
     p.add_argument("--no-check", action="store_true", help="write the file without running it in onnxruntime")
 
 

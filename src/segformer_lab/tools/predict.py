@@ -23,7 +23,7 @@ import numpy as np
 from .._io import atomic_write
 from ..data import IMAGE_SUFFIXES, DataError
 from ..inference import MAX_PALETTE_CLASSES, MODES, Segmenter, load_rgb
-from ..models import CheckpointError
+from .options import positive_int
 
 log = logging.getLogger("segformer_lab")
 
@@ -190,20 +190,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     p.add_argument("--overlay", action="store_true", help="also write a colour overlay with a legend")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colours, 0..1 (default 0.5)")
-    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+    p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"),
                    help="resize images to H x W for the model (default: their own size; sides < 32 scaled up)")
-    p.add_argument("--multiple-of", type=int, metavar="N", help="round the model's input sides to multiples of N "
+    p.add_argument("--multiple-of", type=positive_int, metavar="N",
+                   help="round the model's input sides to multiples of N "
                    "(32: mmseg's AlignedResize)")  # fmt: skip
     p.add_argument("--mode", choices=MODES, default="whole",
                    help="whole image, or sliding windows for large images (default whole)")
-    p.add_argument("--crop", type=int, default=512, help="sliding window size (default 512)")
-    p.add_argument("--stride", type=int, default=341, help="sliding window stride (default 341)")
+    p.add_argument("--crop", type=positive_int, default=512, help="sliding window size (default 512)")
+    p.add_argument("--stride", type=positive_int, default=341, help="sliding window stride (default 341)")
     p.add_argument("--scales", type=float, nargs="+", default=(1.0,), metavar="S",
                    help="test-time scales, probabilities averaged (default 1.0)")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs (test-time augmentation)")
-    p.add_argument("--batch", type=int, default=1, metavar="N", help="images per forward pass (same-size images)")
+    p.add_argument("--batch", type=positive_int, default=1, metavar="N",
+                   help="images per forward pass (same-size images)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
-    p.add_argument("--num-classes", type=int, metavar="K", help="classes of a registered model name")
+    p.add_argument("--num-classes", type=positive_int, metavar="K", help="classes of a registered model name")
     p.add_argument("--class-names", metavar="FILE", help="text file with one class name per line (for the legend)")
 
 
@@ -211,15 +213,11 @@ def run(args: argparse.Namespace) -> int:
     class_names = None
     if args.class_names:
         class_names = [ln.strip() for ln in Path(args.class_names).read_text().splitlines() if ln.strip()]
-    try:
-        segmenter = Segmenter(
-            args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,
-            stride=args.stride, scales=args.scales, flip=args.flip, multiple_of=args.multiple_of,
-            num_classes=args.num_classes, class_names=class_names,
-        )  # fmt: skip
-    except (CheckpointError, DataError) as err:
-        print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    segmenter = Segmenter(
+        args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,
+        stride=args.stride, scales=args.scales, flip=args.flip, multiple_of=args.multiple_of,
+        num_classes=args.num_classes, class_names=class_names,
+    )  # fmt: skip
     started = time.perf_counter()
     summary = predict_files(segmenter, args.inputs, args.out, args.overlay, args.alpha, args.batch)
     elapsed = time.perf_counter() - started

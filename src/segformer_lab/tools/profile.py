@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..models import ModelConfig, SegmentationModel, get_config, list_models
 from ..models.parameters import parameter_counts
+from .options import positive_int
 
 # The attention kernel that F.scaled_dot_product_attention runs on CPU. FlopCounterMode
 # (torch 2.13) has formulas for the CUDA kernels only, so without one of ours it would
@@ -176,9 +177,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "models", nargs="+", metavar="MODEL", help="registered name, shell pattern ('segformer_b*') or 'all'"
     )
     p.add_argument(
-        "--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"), help="input size (default: 512 512)"
+        "--size", nargs=2, type=positive_int, default=(512, 512), metavar=("H", "W"),
+        help="input size (default: 512 512)",
     )
-    p.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes (default: the model's, 150)")
+    p.add_argument("--num-classes", type=positive_int, default=None, metavar="K",
+                   help="classes (default: the model's, 150)")
     p.add_argument("--json", action="store_true", help="print JSON (MACs and FLOPs) instead of a table")
     p.add_argument("--detail", action="store_true", help="add a row per encoder stage and the decoder")
 

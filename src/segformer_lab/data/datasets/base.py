@@ -124,9 +124,9 @@ class SegmentationDataset(BaseDataset):
         image = decode_image(image_src, path)
         mask = decode_mask(mask_src, mask_path)
         check_same_size(image, mask, mask_path)
+        check_labels(mask, self.num_classes, mask_path, reduce_zero=self.reduce_zero_label)
         if self.reduce_zero_label:
             mask = reduce_zero_label(mask)
-        check_labels(mask, self.num_classes, mask_path)
         return {"image": image, "mask": mask, "path": path}
 
     def transform_sample(self, sample: dict[str, Any]) -> dict[str, Any]:

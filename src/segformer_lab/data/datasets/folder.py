@@ -10,9 +10,24 @@ from ..io import IMAGE_SUFFIXES, DataError, warn
 from .base import SegmentationDataset, Transform, split_name
 
 
+MAX_NAMED = 10  # files named in one error; the rest are counted
+
+
+def _by_stem(directory: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
+    """The files of ``directory`` whose suffix is one of ``suffixes`` in any case
+    (``a.PNG`` is a PNG), by stem; two files of one stem are an error."""
+    files: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() in suffixes and path.is_file():
+            if path.stem in files:
+                raise DataError(str(path), f"two {what} with the stem {path.stem!r}: {files[path.stem].name}")
+            files[path.stem] = path
+    return files
+
+
 class FolderDataset(SegmentationDataset):
     """Users' own data: ``root/images/<split>/*`` (``IMAGE_SUFFIXES``), ``root/masks/<split>/*.png``
-    (same stem) and ``root/classes.txt`` (one class name per line; optional when
+    (same stem; suffixes in any case) and ``root/classes.txt`` (one class name per line; optional when
     ``num_classes`` is given). Masks hold 0..K-1 and 255 = ignore."""
 
     image_dir, mask_dir, mask_ext = "images", "masks", ".png"
@@ -52,19 +67,21 @@ class FolderDataset(SegmentationDataset):
     def _pair(self, image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
         if not image_dir.is_dir():
             raise DataError(str(image_dir), f"split directory not found (split {self.split!r})")
-        images: dict[str, Path] = {}
-        for path in sorted(image_dir.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-                if path.stem in images:
-                    raise DataError(str(path), f"two images with the stem {path.stem!r}")
-                images[path.stem] = path
-        masks = {p.stem: p for p in mask_dir.glob(f"*{self.mask_ext}")} if mask_dir.is_dir() else {}
-        pairs = []
+        images = _by_stem(image_dir, IMAGE_SUFFIXES, "images")
+        masks = _by_stem(mask_dir, (self.mask_ext,), "masks") if mask_dir.is_dir() else {}
+        pairs, missing = [], []
         for stem, image in images.items():
             if stem in masks:
                 pairs.append((image, masks[stem]))
             else:
-                self._bad(DataError(str(image), f"missing annotation {mask_dir / (stem + self.mask_ext)}"))
+                missing.append(image)
+        if len(missing) > 1 and not self.skip_bad:
+            shown = ", ".join(image.name for image in missing[:MAX_NAMED]) + (
+                f" and {len(missing) - MAX_NAMED} more" if len(missing) > MAX_NAMED else "")
+            raise DataError(str(mask_dir), f"missing annotation for {len(missing)} images of {image_dir}: {shown} "
+                                           f"(each needs a mask of its stem, {self.mask_ext})")
+        for image in missing:
+            self._bad(DataError(str(image), f"missing annotation {mask_dir / (image.stem + self.mask_ext)}"))
         orphans = sorted(set(masks) - set(images))
         if orphans:
             warn(f"{mask_dir}: {len(orphans)} mask(s) without an image, ignored (e.g. {orphans[0]})")

@@ -8,8 +8,16 @@ from typing import Any
 
 import torch
 
-from ..config import DEFAULT_NUM_CLASSES, MIT_HEADS, MIT_SR_RATIOS, DecoderConfig, ModelConfig, StageConfig
-from ..pretrained import CONFIG_NAME, CheckpointError
+from ..config import (
+    DEFAULT_NUM_CLASSES,
+    MIT_HEADS,
+    MIT_SR_RATIOS,
+    ConfigError,
+    DecoderConfig,
+    ModelConfig,
+    StageConfig,
+)
+from ..pretrained import CONFIG_NAME, MODEL_CONFIG_KEY, CheckpointError
 from ..registry import get_config, list_models
 from .formats import OWN_CLASSIFIER_FORMAT
 from .reading import Source
@@ -21,7 +29,11 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
     An ``ImageClassifier``'s config keeps its encoder and gets ``DEFAULT_NUM_CLASSES``
     (ADE20K's) for the decode head, as do encoder-only checkpoints."""
     if source.own_config is not None:
-        config = ModelConfig.from_dict(source.own_config)
+        try:
+            config = ModelConfig.from_dict(source.own_config)
+        except ConfigError as e:
+            where = source.path / CONFIG_NAME if source.path.is_dir() else f"{source.path} [{MODEL_CONFIG_KEY!r}]"
+            raise CheckpointError(f"{where}: {e}") from None
         if source.format == OWN_CLASSIFIER_FORMAT:
             notes.append(
                 f"image classifier ({config.num_classes} image classes): the segmentation head gets "

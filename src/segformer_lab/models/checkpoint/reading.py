@@ -18,6 +18,7 @@ anything beyond tensors and plain containers is refused, and nothing in it runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
@@ -44,6 +45,8 @@ PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 WRAPPER_KEYS = ("state_dict", "model")
 WRAPPER_PREFIXES = ("module.", "model.")  # DistributedDataParallel, a Lightning module's ``self.model``
 LIGHTNING_VERSION_KEY = "pytorch-lightning_version"  # in every checkpoint Lightning writes
+
+log = logging.getLogger("segformer_lab")
 
 
 @dataclass
@@ -72,6 +75,8 @@ def read(path: str | os.PathLike) -> Source:
             raise CheckpointError(f"{path} holds no weights: expected one of {', '.join(HF_WEIGHTS_NAMES)}")
         weights = found[0]
         obj = read_weights(weights)
+        if len(found) > 1:
+            report_other_weights(weights, obj, found[1])
     else:
         weights, obj = path, read_weights(path)
         # a training run's Lightning checkpoint describes its model (engine's on_save_checkpoint)
@@ -99,6 +104,22 @@ def read(path: str | os.PathLike) -> Source:
     return source
 
 
+def report_other_weights(used: Path, state: dict[str, torch.Tensor], other: Path) -> None:
+    """A directory with both weights files: say which one is read when the other differs
+    (or cannot be read)."""
+    try:
+        theirs = read_weights(other)
+    except CheckpointError as e:
+        log.warning("%s: reading %s; %s is ignored, and unreadable: %s", used.parent, used.name, other.name, e)
+        return
+    same = isinstance(theirs, dict) and theirs.keys() == state.keys() and all(
+        isinstance(theirs[k], torch.Tensor) and theirs[k].dtype == state[k].dtype
+        and theirs[k].shape == state[k].shape and torch.equal(theirs[k], state[k]) for k in state)
+    if not same:
+        log.warning("%s: %s and %s differ; reading %s (delete the other to silence this)",
+                    used.parent, used.name, other.name, used.name)
+
+
 def read_weights(file: Path) -> Any:
     """Safetensors, or a pickle restricted to tensors and plain containers."""
     suffix = file.suffix.lower()
@@ -124,6 +145,7 @@ def unpickling_reason(error: Exception) -> str:
     """The line of torch's long weights-only message that names what was refused."""
     lines = [ln.strip() for ln in str(error).splitlines()]
     reason = next((ln for ln in lines if "global" in ln.lower() or "unsupported" in ln.lower()), "")
+    reason = reason.split(". ")[0].removeprefix("WeightsUnpickler error: ")  # not torch's advice that follows
     return reason[:200] or "not a plain tensor file"
 
 

@@ -1,0 +1,72 @@
+"""``_io``: a full disk is named as such, and the previous file is kept (torch's,
+safetensors' and Python's reports of it; a real tmpfs where one can be mounted)."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from segformer_lab._io import DiskFullError, atomic_write
+
+
+def _refused(error: Exception):
+    """A writer that gets half a file out, then the report of a full disk."""
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise error
+    return write
+
+
+# the reports of a full disk: Python's; torch.save's for a larger and a small file (as it
+# gives them on a full tmpfs or /dev/full); safetensors'
+REPORTS = {
+    "ENOSPC": OSError(errno.ENOSPC, "No space left on device"),
+    "torch": RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),
+    "torch-small": RuntimeError("basic_ios::clear: iostream error"),
+    "safetensors": Exception("Error while serializing: I/O error: No space left on device (os error 28)"),
+}
+
+
+@pytest.mark.parametrize("report", REPORTS)
+def test_full_disk_is_named_and_the_previous_file_kept(tmp_path, report):
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(b"previous")
+    with pytest.raises(DiskFullError) as info:
+        atomic_write(path, _refused(REPORTS[report]))
+    message = str(info.value)
+    assert message.startswith("no space left on /") and f"while writing {path}" in message
+    assert info.value.errno == errno.ENOSPC and "\n" not in message
+    assert path.read_bytes() == b"previous" and list(tmp_path.iterdir()) == [path]
+
+
+def test_other_write_errors_pass_through(tmp_path):
+    with pytest.raises(RuntimeError, match="a bug"):
+        atomic_write(tmp_path / "x", _refused(RuntimeError("a bug")))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root and mount; skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("writer", ["torch", "safetensors"])
+def test_a_real_full_disk(tiny_disk, writer):
+    path = tiny_disk / "weights"
+    path.write_bytes(b"previous")
+    big = {"w": torch.ones(1_000_000)}  # 4 MB
+    write = (lambda tmp: torch.save(big, tmp)) if writer == "torch" else (lambda tmp: save_file(big, str(tmp)))
+    with pytest.raises(DiskFullError, match=f"^no space left on {tiny_disk} while writing {path};"):
+        atomic_write(path, write)
+    assert path.read_bytes() == b"previous" and list(tiny_disk.iterdir()) == [path]
