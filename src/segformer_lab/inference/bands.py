@@ -57,9 +57,10 @@ def resized_rows(read: RowReader, in_size: Sequence[int], out_size: Sequence[int
         weight = (source - first).clamp_(0, 1)
         lo, hi = int(first[0]), int(second[-1]) + 1
         band = read(lo, hi)
-        weight = weight.to(band.device, band.dtype).view(-1, 1)
-        rows = band.index_select(-2, (first - lo).to(band.device)).mul_(1 - weight)
-        rows.add_(band.index_select(-2, (second - lo).to(band.device)).mul_(weight))
+        exact = torch.promote_types(band.dtype, torch.float32)  # as PyTorch's opmath for half types
+        weight = weight.to(band.device, exact).view(-1, 1)
+        rows = band.index_select(-2, (first - lo).to(band.device)).to(exact).mul_(1 - weight)
+        rows = rows.add_(band.index_select(-2, (second - lo).to(band.device)).to(exact).mul_(weight)).to(band.dtype)
     return upsample(rows, (stop - start, out_w)) if in_w != out_w else rows
 
 
@@ -69,6 +70,7 @@ class WholeSource:
     def __init__(self, logits: torch.Tensor) -> None:
         self.logits = logits
         self.size = tuple(logits.shape[-2:])
+        self.channels, self.dtype = logits.shape[1], logits.dtype
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         return self.logits[..., start:stop, :]
@@ -89,7 +91,7 @@ class SlideSource:
         self.lefts = window_starts(width, crop[1], stride[1])
         self.row_cover = self._cover(height, self.tops, self.window[0])
         self.column_cover = self._cover(width, self.lefts, self.window[1])
-        self.live: dict[int, list[torch.Tensor]] = {}  # top -> stride-4 logits of its windows
+        self.live: dict[int, list[WholeSource]] = {}  # top -> stride-4 logits of its windows
         self.ran = 0  # rows of windows run so far
         self.asked = 0  # the first row of the last band asked for
         self._run_next_row()  # gives the class count and dtype
@@ -111,10 +113,10 @@ class SlideSource:
                 window = self.pixel_values[..., top:top + height, right - width:right].flip(-1)
             else:
                 window = self.pixel_values[..., top:top + height, left:left + width]
-            logits.append(self.model(window))
+            logits.append(WholeSource(self.model(window)))
         self.live[top] = logits
         self.ran += 1
-        self.channels, self.dtype = logits[0].shape[1], logits[0].dtype
+        self.channels, self.dtype = logits[0].channels, logits[0].dtype
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         if start < self.asked:
@@ -133,8 +135,7 @@ class SlideSource:
             if lo >= hi:
                 continue
             for left, logits in zip(self.lefts, row):
-                read = lambda a, b, logits=logits: logits[..., a:b, :]  # noqa: E731
-                piece = resized_rows(read, logits.shape[-2:], self.window, lo - top, hi - top)
+                piece = resized_rows(logits.rows, logits.size, self.window, lo - top, hi - top)
                 band[..., lo - start:hi - start, left:left + width] += piece
         cover = self.row_cover[start:stop, None] * self.column_cover[None, :]
         return band.div_(cover.to(band.device, band.dtype))

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bands import SlideSource, WholeSource, resized_rows, upsample, window_starts
+from .bands import SlideSource, WholeSource, resized_rows
 
 MODES = ("whole", "slide")
 BAND_BYTES = 64 * 2**20  # the score rows computed at once (per view, about)
@@ -76,8 +76,8 @@ def logit_bands(model: nn.Module, pixel_values: torch.Tensor, out_size: Sequence
             size = [max(1, round(side * scale)) for side in x.shape[-2:]]
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         views.extend((_source(model, x, mode, crop, stride, flipped), flipped) for flipped in (False, True)[:1 + flip])
-    row_bytes = max(max(out_w, source.size[1] * source.size[0] / out_h) * _channel_bytes(source)
-                    for source, _ in views) * pixel_values.shape[0]
+    row_bytes = pixel_values.shape[0] * max(max(out_w, source.size[1] * source.size[0] / out_h)
+                                            * source.channels * source.dtype.itemsize for source, _ in views)
     band = max(1, int(BAND_BYTES // row_bytes))
     for start in range(0, out_h, band):
         stop = min(out_h, start + band)
@@ -91,12 +91,6 @@ def logit_bands(model: nn.Module, pixel_values: torch.Tensor, out_size: Sequence
             p = logits.float().softmax(1)
             probabilities = p if probabilities is None else probabilities.add_(p)
         yield start, stop, logits if len(views) == 1 else probabilities.div_(len(views)).log_()
-
-
-def _channel_bytes(source: WholeSource | SlideSource) -> int:
-    if isinstance(source, WholeSource):
-        return source.logits.shape[1] * source.logits.element_size()
-    return source.channels * torch.empty((), dtype=source.dtype).element_size()
 
 
 def predict_logits(model: nn.Module, pixel_values: torch.Tensor, out_size: Sequence[int], mode: str = "whole",
