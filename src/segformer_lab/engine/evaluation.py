@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate
-from ..inference import predict_logits
+from ..inference import predict_labels
 from ..models import SegmentationModel
 from ..models.factory import open_model
 from .experiment import CLASSIFICATION, CONFIG_FILE, resolve_config
@@ -47,7 +47,7 @@ def evaluate(model: SegmentationModel, dataset: Dataset, sizes: Sequence[int] | 
              device: str | torch.device | None = None, num_workers: int = 0, progress: bool = True,
              **inference: Any) -> dict[int | None, dict[str, torch.Tensor]]:
     """Scores (``metrics.scores`` plus ``confmat``) of ``model`` on ``dataset``, one image at
-    a time, with ``predict_logits(**inference)``. Without ``sizes`` the key is None; with
+    a time, with ``predict_labels(**inference)``. Without ``sizes`` the key is None; with
     ``sizes``, each input is resized to each short side and scored separately."""
     from tqdm import tqdm
 
@@ -62,5 +62,5 @@ def evaluate(model: SegmentationModel, dataset: Dataset, sizes: Sequence[int] | 
         images, labels = batch["pixel_values"].to(device), batch["labels"].to(device)
         for key in keys:
             x = images if key is None else short_side_resize(images, key)
-            metrics[key].update(predict_logits(model, x, labels.shape[-2:], **inference).argmax(1), labels)
+            metrics[key].update(predict_labels(model, x, labels.shape[-2:], **inference), labels)
     return {key: {k: v.cpu() for k, v in metric.compute().items()} for key, metric in metrics.items()}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.nn.utils import get_total_norm
 
-from ..inference import predict_logits
+from ..inference import predict_labels
 from ..models.pretrained import MODEL_CONFIG_KEY
 from .callbacks import LastCheckpoint
 from .losses import upsampled_cross_entropy
@@ -145,7 +145,7 @@ class TrainingModule(L.LightningModule):
 
 class SegmentationModule(TrainingModule):
     """Cross-entropy (``ignore_index`` 255) on logits upsampled to the label size (fused:
-    ``losses.upsampled_cross_entropy``); validation with ``predict_logits(**inference)``
+    ``losses.upsampled_cross_entropy``); validation with ``predict_labels(**inference)``
     into a confusion matrix synchronised across processes, logged as ``val/mIoU``,
     ``val/mAcc``, ``val/aAcc`` in percent. The scores of the last validation (with the
     matrix) stay in ``val_scores``."""
@@ -168,8 +168,7 @@ class SegmentationModule(TrainingModule):
         else:  # a list of differently sized samples
             images, labels = [x[None] for x in images], [y[None] for y in labels]
         for image, label in zip(images, labels):
-            logits = predict_logits(self.model, image, label.shape[-2:], **self.inference)
-            self.val_metrics.update(logits.argmax(1), label)
+            self.val_metrics.update(predict_labels(self.model, image, label.shape[-2:], **self.inference), label)
 
     def on_validation_epoch_end(self) -> None:
         self.val_scores = self.val_metrics.compute()  # summed over processes

@@ -2,23 +2,26 @@
 augmentation), image loading, colours and overlays, and the ``Segmenter`` API.
 
 Sits above ``models`` and ``data`` and below ``engine`` and ``tools``: the engine's
-validation and ``evaluate`` score with ``predict_logits``, the ``predict`` command is a
+validation and ``evaluate`` score with ``predict_labels``, the ``predict`` command is a
 loop around ``Segmenter``::
 
-    from segformer_lab.inference import Segmenter, predict_logits, slide_logits
+    from segformer_lab.inference import Segmenter, predict_labels, predict_logits
 
-Modules: ``logits`` (predict_logits, slide_logits, MODES), ``images`` (load_rgb,
-input_size, to_pixel_values), ``colours`` (palettes, palette PNGs, overlays),
-``segmenter`` (Segmenter, class names).
+Modules: ``logits`` (predict_labels, predict_logits, slide_logits, MODES), ``bands``
+(scores a band of rows at a time: bounded memory), ``images`` (load_rgb, input_size,
+to_pixel_values), ``colours`` (palettes, palette PNGs, overlays), ``segmenter``
+(Segmenter, class names).
 """
 
+from .bands import upsample, window_starts
 from .colours import MAX_PALETTE_CLASSES, distinct_palette, label_image, overlay_image, palette_for
 from .images import input_size, load_rgb, to_pixel_values
-from .logits import MODES, predict_logits, slide_logits, upsample, window_starts
+from .logits import MODES, logit_bands, predict_labels, predict_logits, slide_logits
 from .segmenter import Segmenter, checkpoint_class_names, default_class_names
 
 __all__ = [
     "MAX_PALETTE_CLASSES", "MODES", "Segmenter", "checkpoint_class_names", "default_class_names",
     "distinct_palette", "input_size", "label_image", "load_rgb", "overlay_image", "palette_for",
-    "predict_logits", "slide_logits", "to_pixel_values", "upsample", "window_starts",
+    "logit_bands", "predict_labels", "predict_logits", "slide_logits", "to_pixel_values", "upsample",
+    "window_starts",
 ]

@@ -1,13 +1,18 @@
-"""Class scores at the label size: whole image or sliding window, with optional
-multi-scale and flip test-time augmentation.
+"""Class scores and label maps at the label size: whole image or sliding window, with
+optional multi-scale and flip test-time augmentation.
 
 The model returns logits at stride 4; they are upsampled (bilinear,
-``align_corners=False``) once to the size that is scored. A sliding window puts each
-window's logits, upsampled to the window, into a canvas the size of the (scaled) input
-and averages where windows overlap (as mmseg); that canvas is resized to ``out_size``
-only when the input is not already at that size. An image no larger than the crop is
-one window: exactly whole-image inference. Several views (scales, flip) are
-combined by averaging softmax probabilities.
+``align_corners=False``) once to the size that is scored. A sliding window upsamples
+each window's logits to the window and averages where windows overlap (as mmseg); that
+average is resized to ``out_size`` only when the input is not already at that size. An
+image no larger than the crop is one window: exactly whole-image inference. Several
+views (scales, flip) are combined by averaging softmax probabilities.
+
+Memory: everything is computed one band of output rows at a time (``logit_bands``,
+``bands.py``), so ``predict_labels`` never holds a full-size ``[B, K, H, W]`` map: what
+it holds beyond its label map is the stride-4 logits of the rows of windows that cover
+the current band plus a band of about ``BAND_BYTES``. ``predict_logits`` returns the
+full-size scores, so it holds one such map (its result) and no second one.
 
 ``MODES`` names the inference modes; the engine's validation, ``eval`` and ``predict``
 all take theirs from here.
@@ -15,89 +20,111 @@ all take theirs from here.
 
 from __future__ import annotations
 
-import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bands import SlideSource, WholeSource, resized_rows
+
 MODES = ("whole", "slide")
+BAND_BYTES = 64 * 2**20  # the score rows computed at once (per view, about)
+
+Pair = int | Sequence[int]
 
 
-def upsample(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize of ``[B, K, h, w]`` to ``size``; a no-op if already that size."""
-    size = tuple(size)
-    if tuple(logits.shape[-2:]) == size:
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+def _pair(value: Pair) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def window_starts(length: int, crop: int, stride: int) -> list[int]:
-    """Start offsets of windows of ``crop`` every ``stride`` covering ``length``, the last
-    one flush with the end (mmseg's grid); one window when ``crop >= length``."""
-    if crop >= length:
-        return [0]
-    count = math.ceil((length - crop) / stride) + 1
-    return [min(i * stride, length - crop) for i in range(count)]
+def _source(model: nn.Module, x: torch.Tensor, mode: str, crop: Pair, stride: Pair,
+            flipped: bool = False) -> WholeSource | SlideSource:
+    """One view's scores: the whole input's logits, or a window average (a single window
+    covering the input is the whole input)."""
+    if mode == "slide":
+        (crop_h, crop_w), (stride_h, stride_w) = _pair(crop), _pair(stride)
+        if min(stride_h, stride_w) < 1 or stride_h > crop_h or stride_w > crop_w:
+            raise ValueError(f"need 1 <= stride <= crop, got stride {stride} for crop {crop}")
+        if not (crop_h >= x.shape[-2] and crop_w >= x.shape[-1]):
+            return SlideSource(model, x, (crop_h, crop_w), (stride_h, stride_w), flipped)
+    return WholeSource(model(x.flip(-1) if flipped else x))
 
 
-def slide_logits(model: nn.Module, pixel_values: torch.Tensor, crop: int | Sequence[int],
-                 stride: int | Sequence[int]) -> torch.Tensor:
+def slide_logits(model: nn.Module, pixel_values: torch.Tensor, crop: Pair, stride: Pair) -> torch.Tensor:
     """Logits at the input size from overlapping ``crop`` windows, averaged. Windows are
     clipped to the image; when one window covers it, this is whole-image inference and
     the model's stride-4 logits come back as they are (nothing resized)."""
-    crop_h, crop_w = (crop, crop) if isinstance(crop, int) else crop
-    stride_h, stride_w = (stride, stride) if isinstance(stride, int) else stride
-    if min(stride_h, stride_w) < 1 or stride_h > crop_h or stride_w > crop_w:
-        raise ValueError(f"need 1 <= stride <= crop, got stride {stride} for crop {crop}")
-    height, width = pixel_values.shape[-2:]
-    tops, lefts = window_starts(height, crop_h, stride_h), window_starts(width, crop_w, stride_w)
-    if len(tops) == len(lefts) == 1:
-        return model(pixel_values)
-    total = count = None
-    for top in tops:
-        for left in lefts:
-            window = pixel_values[..., top:top + crop_h, left:left + crop_w]
-            logits = upsample(model(window), window.shape[-2:])
-            if total is None:
-                total = logits.new_zeros(*logits.shape[:2], height, width)
-                count = logits.new_zeros(1, 1, height, width)
-            total[..., top:top + crop_h, left:left + crop_w] += logits
-            count[..., top:top + crop_h, left:left + crop_w] += 1
-    return total / count
+    source = _source(model, pixel_values, "slide", crop, stride)
+    return source.rows(0, source.size[0])
+
+
+def logit_bands(model: nn.Module, pixel_values: torch.Tensor, out_size: Sequence[int], mode: str = "whole",
+                crop: Pair = 512, stride: Pair = 341, scales: Sequence[float] = (1.0,),
+                flip: bool = False) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(start, stop, scores)``: rows ``start:stop`` of ``predict_logits``'s result, top
+    to bottom, each band about ``BAND_BYTES`` per view."""
+    if mode not in MODES:
+        raise ValueError(f"unknown inference mode {mode!r}; choose one of {MODES}")
+    if not scales:
+        raise ValueError("need at least one scale")
+    out_h, out_w = out_size = tuple(int(s) for s in out_size)
+    views = []
+    for scale in scales:
+        x = pixel_values
+        if scale != 1.0:
+            size = [max(1, round(side * scale)) for side in x.shape[-2:]]
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        views.extend((_source(model, x, mode, crop, stride, flipped), flipped) for flipped in (False, True)[:1 + flip])
+    row_bytes = pixel_values.shape[0] * max(max(out_w, source.size[1] * source.size[0] / out_h)
+                                            * source.channels * source.dtype.itemsize for source, _ in views)
+    band = max(1, int(BAND_BYTES // row_bytes))
+    for start in range(0, out_h, band):
+        stop = min(out_h, start + band)
+        probabilities = None
+        for source, flipped in views:
+            logits = resized_rows(source.rows, source.size, out_size, start, stop)
+            if flipped:
+                logits = logits.flip(-1)
+            if len(views) == 1:
+                break
+            p = logits.float().softmax(1)
+            probabilities = p if probabilities is None else probabilities.add_(p)
+        yield start, stop, logits if len(views) == 1 else probabilities.div_(len(views)).log_()
 
 
 def predict_logits(model: nn.Module, pixel_values: torch.Tensor, out_size: Sequence[int], mode: str = "whole",
-                   crop: int | Sequence[int] = 512, stride: int | Sequence[int] = 341,
-                   scales: Sequence[float] = (1.0,), flip: bool = False) -> torch.Tensor:
+                   crop: Pair = 512, stride: Pair = 341, scales: Sequence[float] = (1.0,),
+                   flip: bool = False) -> torch.Tensor:
     """Class scores ``[B, K, *out_size]`` for ``pixel_values [B, 3, H, W]``.
 
     With one view (a single scale, no flip) the result is the model's logits, upsampled;
     with several it is the log of the views' mean softmax probabilities, so in both
     cases ``softmax`` of the result gives probabilities and ``argmax`` the prediction.
     ``scales`` resize the input (bilinear) before the model; ``flip`` adds the
-    horizontally flipped input of each scale.
+    horizontally flipped input of each scale. For a label map, ``predict_labels`` needs
+    far less memory.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown inference mode {mode!r}; choose one of {MODES}")
-    if not scales:
-        raise ValueError("need at least one scale")
-    out_size = tuple(int(s) for s in out_size)
-    views = [(scale, flipped) for scale in scales for flipped in ((False, True) if flip else (False,))]
-    probabilities = None
-    for scale, flipped in views:
-        x = pixel_values
-        if scale != 1.0:
-            size = [max(1, round(side * scale)) for side in x.shape[-2:]]
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        if flipped:
-            x = x.flip(-1)
-        logits = upsample(model(x) if mode == "whole" else slide_logits(model, x, crop, stride), out_size)
-        if flipped:
-            logits = logits.flip(-1)
-        if len(views) == 1:
-            return logits
-        p = logits.float().softmax(1)
-        probabilities = p if probabilities is None else probabilities + p
-    return (probabilities / len(views)).log()
+    scores = None
+    for start, stop, band in logit_bands(model, pixel_values, out_size, mode, crop, stride, scales, flip):
+        if scores is None:
+            scores = band.new_empty(*band.shape[:2], *out_size)
+        scores[..., start:stop, :] = band
+    return scores
+
+
+def predict_labels(model: nn.Module, pixel_values: torch.Tensor, out_size: Sequence[int], mode: str = "whole",
+                   crop: Pair = 512, stride: Pair = 341, scales: Sequence[float] = (1.0,), flip: bool = False,
+                   probabilities: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``predict_logits(...).argmax(1)``, int64 ``[B, *out_size]``, computed band by band:
+    no full-size score map is held. With ``probabilities``, also the softmax
+    probabilities, float32 ``[B, K, *out_size]`` (that one map is then held)."""
+    labels = torch.empty(pixel_values.shape[0], *out_size, dtype=torch.int64, device=pixel_values.device)
+    probs = None
+    for start, stop, band in logit_bands(model, pixel_values, out_size, mode, crop, stride, scales, flip):
+        labels[:, start:stop] = band.argmax(1)
+        if probabilities:
+            if probs is None:
+                probs = band.new_empty(*band.shape[:2], *out_size, dtype=torch.float32)
+            probs[..., start:stop, :] = band.float().softmax(1)
+    return (labels, probs) if probabilities else labels

@@ -15,7 +15,8 @@ Images are PIL images, ``uint8 [H, W, 3]`` arrays or paths. They are normalised 
 ImageNet's mean and standard deviation, resized to ``size`` if given (else kept, with
 sides below 32 scaled up to the model's minimum), and the logits are upsampled once, to
 the image's own size. ``mode="slide"`` runs overlapping ``crop`` windows (large images).
-Inference itself is ``predict_logits``.
+Inference itself is ``predict_labels`` (band by band: no full-size score map
+unless ``probabilities`` are asked for).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..models import SegmentationModel, open_model
 from ..models.pretrained import CONFIG_NAME
 from .colours import label_image, overlay_image, palette_for
 from .images import input_size, load_rgb, to_pixel_values
-from .logits import MODES, predict_logits
+from .logits import MODES, predict_labels
 
 
 # --- what a Segmenter is built from ---------------------------------------------------
@@ -155,13 +156,14 @@ class Segmenter:
         for group in _groups(rgbs, batch_size, self.input_size):
             out_size = group[0].shape[:2]
             x = torch.cat([to_pixel_values(rgb, self.input_size(*out_size), self.device) for rgb in group])
-            logits = predict_logits(
+            predicted = predict_labels(
                 self.model, x, out_size, mode=self.mode, crop=self.crop, stride=self.stride,
-                scales=self.scales, flip=self.flip,
+                scales=self.scales, flip=self.flip, probabilities=probabilities,
             )  # fmt: skip
-            labels = logits.argmax(1).to("cpu", torch.int64).numpy()
+            labels, probs = predicted if probabilities else (predicted, None)
+            labels = labels.cpu().numpy()
             if probabilities:
-                probs = logits.float().softmax(1).cpu().numpy()
+                probs = probs.cpu().numpy()
                 results.extend((labels[i], probs[i]) for i in range(len(group)))
             else:
                 results.extend(labels[i] for i in range(len(group)))
