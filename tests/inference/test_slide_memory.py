@@ -17,6 +17,8 @@ from segformer_lab.inference import logits as logits_module
 from segformer_lab.inference import predict_labels, predict_logits, slide_logits
 from segformer_lab.inference.bands import SlideSource
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 BENCHMARK = REPO / "benchmarks" / "slide_memory.py"
 K = 5
 CLASSES = 250  # of the memory test: score maps dwarf the image
