@@ -39,10 +39,11 @@ demo: $(VENV)/.runtime
 	$(BIN)/segformer-lab models
 	$(BIN)/segformer-lab demo --out $(OUT) $(DEMO_ARGS)
 
-# The layer contract (pyproject.toml: import-linter) first, then the tests.
+# The layer contract (pyproject.toml: import-linter) first, then the tests in two processes
+# (pytest-xdist; a test file stays in one process, so its module fixtures are built once).
 test: $(VENV)/.test
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -1,5 +1,15 @@
+import os
+
 import pytest
 import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker():
+    """``make test`` runs the suite in two pytest-xdist workers on a two-core machine: each
+    takes one torch thread, so that the two do not fight over the cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
