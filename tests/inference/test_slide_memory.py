@@ -95,9 +95,10 @@ def test_predict_memory_does_not_grow_with_a_full_size_score_map():
     to 2048 rows. Band by band, the peak grows by the image and its label map only
     (about 30 MiB: a band and the stride-4 logits of a row of windows do not depend on
     the height). The computation of before is measured too, to show that the
-    measurement sees score maps."""
+    measurement sees a score map (the old one holds at least one: its peak is higher by
+    about a map, less what the new path allocates besides)."""
     canvas = CLASSES * 2048 * 512 * 4 / 2**20
     small, large = peak_mib("after", 512, 512), peak_mib("after", 2048, 512)
     assert large - small < 0.1 * canvas * (2048 - 512) / 2048, (small, large)
     before = peak_mib("before", 2048, 512)
-    assert before - large > canvas, (before, large)  # at least one full-size map more
+    assert before - large > canvas / 2, (before, large)  # it does see the old full-size map
