@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from typing import Any, Callable
 # fail at inline_container.cc:NNN] . unexpected pos N vs M", for a small file "basic_ios::
 # clear: iostream error", or "file write failed"; safetensors, "... (os error 28)"
 FULL_DISK_TEXTS = ("unexpected pos", "iostream error", "file write failed", "os error 28")
+TEMPORARY = re.compile(r"\..+\.tmp-\d+")  # atomic_write's file before its rename: ".NAME.tmp-PID"
 
 
 class DiskFullError(OSError):
@@ -42,12 +44,22 @@ def disk_full(error: BaseException) -> bool:
     return any(text in str(error) for text in FULL_DISK_TEXTS)
 
 
+def temporary_path(path: Path) -> Path:
+    """Where ``atomic_write`` writes ``path`` before renaming it (``TEMPORARY``)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is a file ``atomic_write`` had not renamed yet (what a killed process leaves)."""
+    return TEMPORARY.fullmatch(path.name) is not None and path.is_file()
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``,
     so a reader never sees a half-written file and an interrupted write loses nothing. A
     full disk raises ``DiskFullError`` naming the file system and ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         write(tmp)
         os.replace(tmp, path)

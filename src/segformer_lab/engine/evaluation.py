@@ -15,7 +15,8 @@ from ..data import collate
 from ..inference import predict_labels
 from ..models import SegmentationModel
 from ..models.factory import open_model
-from .experiment import CLASSIFICATION, CONFIG_FILE, resolve_config
+from .experiment import CLASSIFICATION, resolve_config
+from .rundir import CONFIG_FILE
 from .metrics import SegmentationMetrics
 
 

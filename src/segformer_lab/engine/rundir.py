@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import socket
 import time
@@ -25,7 +24,7 @@ import lightning.pytorch as L
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from .._io import atomic_write
+from .._io import atomic_write, is_temporary
 from ..models.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
 CONFIG_FILE = "config.yaml"
@@ -33,7 +32,6 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 LOCK_FILE = ".lock"
 RUN_FILES = (CONFIG_FILE, CONFIG_NAME, WEIGHTS_NAME, CHECKPOINT_DIR, "logs")  # what a run writes
-LEFTOVER = re.compile(r"\..+\.tmp-\d+")  # atomic_write's temporary files (".last.ckpt.tmp-PID")
 
 
 class RunDirectoryBusy(ValueError):
@@ -50,7 +48,7 @@ def own_run_directory(run_dir: Path, resume: bool = False, overwrite: bool = Fal
     try:
         for folder in (run_dir, run_dir / CHECKPOINT_DIR):
             for path in folder.glob(".*.tmp-*"):
-                if LEFTOVER.fullmatch(path.name) and path.is_file():
+                if is_temporary(path):
                     path.unlink()
         if not resume:
             _clear(run_dir, overwrite)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..engine import NonFiniteLossError, resolve_config, train
-from ..engine.experiment import CONFIG_FILE
+from ..engine.rundir import CONFIG_FILE
 
 RUN_DIR_ENV = "SEGFORMER_LAB_RUN_DIR"  # lets DDP worker processes (re-launched with our argv) find the run
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from ..._io import read_json, write_json
 from ...engine import evaluate, load_for_eval, resolve_config, train
-from ...engine.experiment import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
+from ...engine.rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
 from .recipe import recipe_key
 
 RESULT_FILE, TRAINED_FILE, SESSIONS_FILE = "result.json", "trained.json", "sessions.json"
