@@ -128,7 +128,7 @@ class LastCheckpoint(Checkpoint):
         it may predate this session)."""
         if not self.path.is_file():
             return None
-        return torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+        return read_weights(self.path, mmap=True)["global_step"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -52,9 +52,9 @@ def check_resume(stored: dict[str, Any], config: dict[str, Any], where: Path) ->
 
 def check_checkpoint(path: Path, model_config: dict[str, Any]) -> None:
     """The checkpoint to resume from can be read safely and holds the model the config
-    describes."""
+    describes (its tensors are mapped, not read: Lightning reads them when it restores)."""
     try:
-        state = read_weights(path)
+        state = read_weights(path, mmap=True)
     except CheckpointError as e:
         raise ValueError(f"cannot resume: {str(e).splitlines()[0]}") from e
     stored = state.get(MODEL_CONFIG_KEY) if isinstance(state, dict) else None

@@ -120,14 +120,15 @@ def report_other_weights(used: Path, state: dict[str, torch.Tensor], other: Path
                     used.parent, used.name, other.name, used.name)
 
 
-def read_weights(file: Path) -> Any:
-    """Safetensors, or a pickle restricted to tensors and plain containers."""
+def read_weights(file: Path, mmap: bool = False) -> Any:
+    """Safetensors, or a pickle restricted to tensors and plain containers. ``mmap``: a
+    pickle's tensors are mapped, not read (for a look at a checkpoint's other entries)."""
     suffix = file.suffix.lower()
     if suffix == ".safetensors":
         return read_safetensors(file)
     if suffix in PICKLE_SUFFIXES:
         try:
-            return torch.load(file, map_location="cpu", weights_only=True)
+            return torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as e:
             raise CheckpointError(
                 f"refusing to load {file}: it needs unsafe unpickling ({unpickling_reason(e)}), which can run "
