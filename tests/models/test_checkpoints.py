@@ -431,12 +431,16 @@ def test_from_pretrained_reads_only_what_save_pretrained_writes(tmp_path):
 
 
 # --- a key format is one entry ----------------------------------------------------------
-def test_a_key_format_entry_carries_renames_splits_and_optional_keys(tmp_path, monkeypatch):
+def test_a_key_format_entry_carries_renames_splits_transforms_and_optional_keys(tmp_path, monkeypatch):
+    def linear_from_1x1(key, conv_weight):
+        return {key: conv_weight.flatten(1)}
+
     toy = KeyFormat(
         name="toy",
         signature=r"^toy\.",
         renames=((r"^toy\.", ""), (r"\.attention\.self\.q\.", ".attention.self.query.")),
         splits=((".attention.self.kv.", (".attention.self.key.", ".attention.self.value.")),),
+        transforms=((r"\.mlp\.dense1\.weight$", linear_from_1x1, "toy 1x1 convolutions are Linear layers"),),
         ignored=((r"^toy\.extra\.", "a toy extra"),),
         optional=((r"^decode_head\.batch_norm\.", "toy heads have no norm"),),
     )
@@ -449,6 +453,8 @@ def test_a_key_format_entry_carries_renames_splits_and_optional_keys(tmp_path, m
         if ".attention.self.key." in key:
             value = torch.cat([value, source.state_dict()[key.replace(".key.", ".value.")]])
             key = key.replace(".key.", ".kv.")
+        if key.endswith(".mlp.dense1.weight"):
+            value = value[:, :, None, None]
         state["toy." + key.replace(".attention.self.query.", ".attention.self.q.")] = value
     state["toy.extra.weight"] = torch.ones(3)
     torch.save(state, tmp_path / "toy.pth")
@@ -459,6 +465,7 @@ def test_a_key_format_entry_carries_renames_splits_and_optional_keys(tmp_path, m
     assert report.format == "toy" and report.unused == ["toy.extra.weight"]
     assert report.missing == [f"decode_head.batch_norm.{k}" for k in norm]
     assert any("not in toy checkpoints (toy heads have no norm)" in n for n in report.notes)
+    assert any(n.startswith("converted: toy 1x1 convolutions are Linear layers: ") for n in report.notes)
     assert_same_state(source, target, skip="decode_head.batch_norm.")
     assert all(torch.equal(v, norm[k]) for k, v in target.decode_head.batch_norm.state_dict().items())
 

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
 from ..pretrained import CLASSIFICATION, FORMAT_TAG
 
 # (pattern, replacement): a ``re.sub`` rule applied to every key
@@ -23,6 +25,10 @@ Rename = tuple[str, str | Callable[[re.Match[str]], str]]
 Split = tuple[str, tuple[str, ...]]
 # (pattern, reason): keys that ``re.search`` finds, and why they are left alone
 Explained = tuple[str, str]
+# (pattern, function, reason): a key (after renames and splits) that ``re.search`` finds is
+# replaced by the entries ``function(key, tensor)`` returns (a reshape, a split into other
+# keys, a layout change); the reason goes into the load report
+Transform = tuple[str, Callable[[str, torch.Tensor], dict[str, torch.Tensor]], str]
 
 HF_PREFIX = "segformer."  # the Hub's prefix of encoder keys
 IMAGENET_HEAD = "the image-classification head of an encoder-only checkpoint"
@@ -31,7 +37,8 @@ IMAGENET_HEAD = "the image-classification head of an encoder-only checkpoint"
 @dataclass(frozen=True)
 class KeyFormat:
     """A spelling of a state dict: ``signature`` (matched against any key) recognises it;
-    ``renames`` (in order) and ``splits`` turn its keys into ours; ``ignored`` are its keys
+    ``renames`` (in order), ``splits`` and ``transforms`` turn its keys and tensors into
+    ours; ``ignored`` are its keys
     that our models have no place for; ``optional`` are our keys it never holds, which
     keep their initialisation when loading it."""
 
@@ -39,6 +46,7 @@ class KeyFormat:
     signature: str
     renames: tuple[Rename, ...] = ()
     splits: tuple[Split, ...] = ()
+    transforms: tuple[Transform, ...] = ()
     ignored: tuple[Explained, ...] = ()
     optional: tuple[Explained, ...] = ()
 
