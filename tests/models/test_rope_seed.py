@@ -58,6 +58,7 @@ def test_seed_directory_loads_with_the_seed_models_logits(variant, form, caplog)
     assert "(segformer_with_rope format)" in caplog.text
     assert {s.pos_encoding for s in model.config.stages} == {variant}
     assert model.config.rope.key_positions == "pooled" and model.config.rope.theta == 100.0
+    assert model.config.decoder.dropout_mode == "element"  # transformers' port, which the seed trained
     assert max_error(model, variant) < ATOL
 
 
@@ -183,5 +184,5 @@ def test_rope_seed_recipe_builds_the_seeds_model(variant):
     # what load_model makes of the config.json the seed saves for its B0 (transformers' defaults)
     seed = config_from_hf({"model_type": "segformer-with-rope", "rope_mixed": variant == "mixed", "num_labels": 150},
                           encoder_only=False, notes=[])
-    assert recipe.stages == seed.stages and recipe.rope == seed.rope
+    assert recipe.stages == seed.stages and recipe.rope == seed.rope and recipe.decoder == seed.decoder
     assert recipe.rope.key_positions == "pooled" and recipe.rope.theta == 100.0

@@ -87,11 +87,13 @@ def with_seed_rope(config: ModelConfig, mixed: bool, theta: float = DEFAULT_THET
 
 def from_seed_config(config: ModelConfig, hf: dict[str, Any]) -> ModelConfig:
     """The model a seed ``config.json`` describes: ``config`` is what its SegFormer fields
-    give; ``rope_mixed`` and ``rope_theta`` add the RoPE."""
+    give; ``rope_mixed`` and ``rope_theta`` add the RoPE, and the decoder drops single
+    activations as transformers' port, which the seed trained, does."""
     theta = hf.get("rope_theta", DEFAULT_THETA)
     if not isinstance(theta, (int, float)) or theta <= 1:
         raise CheckpointError(f"config.json: rope_theta must be a number > 1, got {theta!r}")
-    return with_seed_rope(config, bool(hf.get("rope_mixed", False)), float(theta))
+    seed = with_seed_rope(config, bool(hf.get("rope_mixed", False)), float(theta))
+    return seed.replace(decoder={"dropout_mode": "element"})
 
 
 def bare_mixed_note() -> str:
