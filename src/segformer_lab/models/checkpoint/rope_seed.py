@@ -19,8 +19,8 @@ Its keys are rotated by the average of their window's rotation factors: our
 
 from __future__ import annotations
 
-from functools import partial
 import logging
+from functools import partial
 from typing import Any, Sequence
 
 import torch
@@ -97,6 +97,7 @@ def from_seed_config(config: ModelConfig, hf: dict[str, Any]) -> ModelConfig:
 
 
 def bare_mixed_note() -> str:
+    """What ``load_model`` assumes of a bare mixed state dict."""
     return (
         f"the SegFormer-with-RoPE seed's mixed RoPE (its frequencies are in the checkpoint), keys at its pooled "
         f"phasors; rope_theta {DEFAULT_THETA:g} assumed (it only sets initial frequencies)"
