@@ -63,6 +63,7 @@ HF_RENAMES: tuple[Rename, ...] = (
     (r"^decode_head\.linear_projections\.", "decode_head.linear_c."),
 )
 
+
 def rope_seed_format(heads: tuple[int, ...] = MIT_HEADS) -> KeyFormat:
     """The SegFormer-with-RoPE seed's spelling (``rope_seed``) for a model with ``heads``
     per stage (its mixed frequencies are stacked over heads)."""
