@@ -3,6 +3,7 @@
 One pipeline for every source, one module per step:
 
 - ``formats``: the key-format table, ``KEY_FORMATS`` (a new format is one entry);
+- ``rope_seed``: the SegFormer-with-RoPE seed's checkpoints (its entry's pieces, its ``config.json``);
 - ``reading``: read -> unwrap -> detect, safely (``torch.load(weights_only=True)``);
 - ``convert``: rename (and split) the keys into ours;
 - ``compare``: compare with the model, explain or refuse every difference, load (``LoadReport``);

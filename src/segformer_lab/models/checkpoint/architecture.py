@@ -19,6 +19,7 @@ from ..config import (
 )
 from ..pretrained import CONFIG_NAME, MODEL_CONFIG_KEY, CheckpointError
 from ..registry import get_config, list_models
+from . import rope_seed
 from .formats import OWN_CLASSIFIER_FORMAT
 from .reading import Source
 
@@ -45,14 +46,20 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
         encoder_only = not any(k.startswith("decode_head.") for k in converted)
         return config_from_hf(source.hf_config, encoder_only, notes)
     try:
-        return infer_config(converted, notes)
+        config = infer_config(converted, notes)
     except CheckpointError as e:
         raise CheckpointError(f"{source.path}: {e}") from None
+    if source.format.name == rope_seed.NAME:
+        notes.append(rope_seed.bare_mixed_note())
+        return named(rope_seed.with_seed_rope(config, mixed=True))
+    if source.format.name == "huggingface":
+        notes.append(rope_seed.ambiguous_note(config))
+    return config
 
 
 def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> ModelConfig:
     """A ``ModelConfig`` from a ``SegformerConfig`` dict (missing entries take
-    transformers' defaults, which are MiT-B0's)."""
+    transformers' defaults, which are MiT-B0's), or the RoPE seed's (``rope_seed``)."""
     if hf.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(f"hidden_act {hf['hidden_act']!r} is not supported (SegFormer uses 'gelu')")
     n = hf.get("num_encoder_blocks", 4)
@@ -91,6 +98,8 @@ def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> 
         in_channels=hf.get("num_channels", 3),
         drop_path_rate=hf.get("drop_path_rate", 0.1),
     )
+    if hf.get("model_type") == rope_seed.MODEL_TYPE:
+        config = rope_seed.from_seed_config(config, hf)
     return named(config)
 
 

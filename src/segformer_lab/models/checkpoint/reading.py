@@ -6,7 +6,8 @@ Sources, recognised from the files themselves:
 - this project's directory: ``config.json`` with ``"format": "segformer_lab"`` (and
   ``"task": "classification"`` for an ``ImageClassifier``) and ``model.safetensors``;
 - a Hugging Face directory: ``config.json`` with ``"model_type": "segformer"`` and
-  ``model.safetensors`` or ``pytorch_model.bin``;
+  ``model.safetensors`` or ``pytorch_model.bin``; the SegFormer-with-RoPE seed's, with
+  ``"model_type": "segformer-with-rope"`` (``rope_seed``);
 - a training run's Lightning ``.ckpt``: ``state_dict`` with the ``model.`` prefix, and
   this project's config under ``MODEL_CONFIG_KEY``;
 - a bare weights file (``.safetensors``, ``.bin``, ``.pth``, ``.pt``, ``.ckpt``), optionally
@@ -38,7 +39,8 @@ from ..pretrained import (
     read_config,
     read_safetensors,
 )
-from .formats import KEY_FORMATS, OWN_CLASSIFIER_FORMAT, OWN_FORMAT, KeyFormat
+from . import rope_seed
+from .formats import KEY_FORMATS, OWN_CLASSIFIER_FORMAT, OWN_FORMAT, KeyFormat, rope_seed_format
 
 HF_WEIGHTS_NAMES = (WEIGHTS_NAME, "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
@@ -96,6 +98,9 @@ def read(path: str | os.PathLike) -> Source:
     elif path.is_dir() and config.get("model_type") == "segformer":
         source.hf_config = config
         source.format = detect(state)
+    elif path.is_dir() and config.get("model_type") == rope_seed.MODEL_TYPE:
+        source.hf_config = config
+        source.format = rope_seed_format(rope_seed.config_heads(config))
     else:
         raise CheckpointError(
             f"{where} describes neither a segformer_lab model nor a Hugging Face SegFormer "
