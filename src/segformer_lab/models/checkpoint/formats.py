@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from ..pretrained import CLASSIFICATION, FORMAT_TAG
+from . import boost_seed
 
 # (pattern, replacement): a ``re.sub`` rule applied to every key
 Rename = tuple[str, str | Callable[[re.Match[str]], str]]
@@ -116,6 +117,14 @@ KEY_FORMATS = (  # detection tries them in this order; ours is the fallback
             (r"\.mlp\.fc2\.", ".mlp.dense2."),
         ),
         ignored=((r"^classifier\.", IMAGENET_HEAD),),
+    ),
+    # before Hugging Face's: the BoostFormer seed's keys carry its prefix
+    KeyFormat(
+        name=boost_seed.FORMAT_NAME,
+        signature=boost_seed.SIGNATURE,
+        renames=boost_seed.RENAMES,
+        transforms=boost_seed.TRANSFORMS,
+        ignored=boost_seed.IGNORED + ((r"^classifier\.", IMAGENET_HEAD),),
     ),
     KeyFormat(
         name="huggingface",
