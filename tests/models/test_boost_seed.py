@@ -93,6 +93,21 @@ def test_a_bare_state_dict_says_what_it_assumed(caplog):
     assert "create_model(config=..., pretrained=path)" in caplog.text
 
 
+def test_a_pretraining_state_dict_gives_the_encoder_and_a_fresh_head(tmp_path, caplog):
+    """The seed's pretraining is its SegformerForImageClassification (encoder keys as in
+    the segmentation model, plus ``classifier``); its train.py fine-tunes from the state
+    dict it extracts with ``torch.save(checkpoint["model"])``."""
+    state = torch.load(FIXTURES / "tiny/state_dict.pth", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("decode_head.")}
+    state |= {"classifier.weight": torch.ones(200, 24), "classifier.bias": torch.ones(200)}
+    torch.save(state, tmp_path / "pretrained_state_dict.pth")
+    model = sl.load_model(tmp_path / "pretrained_state_dict.pth")
+    assert (model.config.num_classes, model.config.decoder.width) == (150, 768)
+    assert "encoder-only checkpoint: the segmentation head gets 150 classes" in caplog.text
+    seed = sl.load_model(FIXTURES / "tiny/model").encoder.state_dict()
+    assert all(torch.equal(v, seed[k]) for k, v in model.encoder.state_dict().items())
+
+
 @pytest.mark.parametrize("form", TINY_FORMS)
 def test_the_load_report_names_the_format_and_what_was_dropped_or_converted(form):
     model = SegmentationModel(sl.load_model(FIXTURES / "tiny/model").config)

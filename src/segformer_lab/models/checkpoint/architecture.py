@@ -56,7 +56,9 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
 def boost_seed_config(source: Source, converted: dict[str, torch.Tensor], notes: list[str]) -> ModelConfig:
     """The BoostFormer seed's model: its ``config.json`` (a ``SegformerConfig``) or, for a
     bare state dict, what the weights say, read as SegFormer's, then in its layout."""
-    encoder_only = not any(k.startswith("decode_head.") for k in converted)
+    # a config.json's encoder-only model says its image classes; a bare file's settings
+    # already give its head the default classes
+    encoder_only = source.hf_config is not None and not any(k.startswith("decode_head.") for k in converted)
     try:
         settings = boost_seed.seed_settings(source.hf_config, converted, notes)
         return named(boost_seed.as_boostformer(config_from_hf(settings, encoder_only, notes)))

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..config import MIT_HEADS, ModelConfig
+from ..config import DEFAULT_NUM_CLASSES, MIT_HEADS, ModelConfig
 from ..pretrained import CheckpointError
 from ..registry import get_config
 
@@ -108,6 +108,12 @@ def seed_settings(config: dict[str, Any] | None, state: dict[str, torch.Tensor],
     if "decode_head.linear_c.0.proj.weight" in state:
         settings["decoder_hidden_size"] = shape("decode_head.linear_c.0.proj.weight")[0]
         settings["num_labels"] = shape("decode_head.classifier.weight")[0]
+    else:
+        settings["num_labels"] = DEFAULT_NUM_CLASSES
+        notes.append(
+            f"encoder-only checkpoint: the segmentation head gets {DEFAULT_NUM_CLASSES} classes and the seed's "
+            f"decoder width {SEED_DEFAULTS['decoder_hidden_size']}"
+        )
     notes.append(
         f"architecture inferred from the weights; not stored in them, the seed's defaults are assumed: attention "
         f"heads {settings['num_attention_heads']}, patch sizes {settings['patch_sizes']}, strides "
