@@ -12,27 +12,28 @@ torchvision), not in this project's, and CI never runs it: its output is committ
 into a temporary directory and imported from there. What it writes under ``--out``
 (default tests/fixtures/seeds/boost):
 
-- ``tiny/``: a narrow BoostFormer (widths 16-64, MiT's heads) as the seed saves it:
+- ``tiny/``: a narrow BoostFormer (widths 8-24, MiT's heads) as the seed saves it:
   ``model/`` (``save_pretrained``: config.json + model.safetensors) and
   ``state_dict.pth`` (``torch.save(model.state_dict())``);
 - ``heads/``: another shape (three stages, the last at stride 1; other heads, MLP
   ratios, first patch size, classes) as ``save_pretrained(safe_serialization=False)``
   writes it (config.json + pytorch_model.bin): only its config.json says what it is;
-- ``expected.safetensors`` in each: the fixed inputs (an even and an odd size) and the
-  seed model's logits on them;
-- ``b2_layout.json``: the seed's real B2 config.json and every key and shape of its
-  state dict (no weights: 27.6M of them, 2.4M in the unused ``linear_fuse``).
+- ``expected.safetensors`` in each: fixed uint8 images (an even and an odd size) and the
+  seed model's logits on them (ImageNet-normalised, as ``pixel_values`` below);
+- ``b2_layout.json.gz``: the seed's real B2 config.json and every key and shape of its
+  state dict (no weights: 19.9M of them, 2.4M in the unused ``linear_fuse``).
 
 Weights are at a realistic scale, not at their initialisation: Linear and convolution
-weights ~ N(0, 1/fan_in) (queries and keys four times that scale, so attention is sharp: the logits q.k/sqrt(d) have a standard deviation over keys of about 2.5),
-norm affines and biases perturbed, layer scales and the decoder's stage weights drawn
-away from 1e-5 and 1, and BatchNorm running statistics measured on random batches in
-training mode (then the model is in eval mode for the logits).
+weights with standard deviation 1/sqrt(fan_in) (queries and keys 4/sqrt(fan_in), so that
+the attention logits q.k/sqrt(d) spread over the keys with a standard deviation of about
+2.5), norm affines and biases perturbed, layer scales and the decoder's stage weights
+drawn away from 1e-5 and 1, and BatchNorm running statistics measured on random batches
+in training mode (then the model is in eval mode for the logits).
 
 ``--b2 DIR`` writes the same files for the seed's B2 configuration with 150 classes at
-512x512 and 509x381 instead (about 110 MB, not committed); the parity test then reads it:
+512x512 and 509x381 instead (about 180 MB, not committed); the parity test then reads it:
 
-    SEGFORMER_LAB_BOOST_SEED_B2=DIR pytest tests/models/test_boost_seed.py -k b2
+    SEGFORMER_LAB_BOOST_SEED_B2=DIR pytest -s tests/models/test_boost_seed.py -k 512
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ def test_load_model_gives_the_seed_logits_at_an_even_and_an_odd_size(form):
     path = FIXTURES / form
     model = sl.load_model(path)
     found = differences(model, path.parent)
+    print(f"{form}: largest difference per size {found}")
     assert len(found) == 2 and any(int(n) % 2 for size in found for n in size.split("x"))
     assert max(found.values()) < TOLERANCE, found
 
