@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 import segformer_lab as sl
 from helpers import REPO
+from segformer_lab.data.io import IMAGENET_MEAN, IMAGENET_STD
 from segformer_lab.models.checkpoint import CheckpointError, load_weights, reading
 from segformer_lab.models.checkpoint.architecture import segmentation_config
 from segformer_lab.models.checkpoint.convert import convert
@@ -30,7 +31,6 @@ FIXTURES = REPO / "tests/fixtures/seeds/boost"
 # anywhere moves them by more than 100 times this
 TOLERANCE = 2e-5
 B2_DIRECTORY = "SEGFORMER_LAB_BOOST_SEED_B2"  # the generator's --b2 output (not committed)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TINY_FORMS = ["tiny/model", "tiny/state_dict.pth"]
 
 
