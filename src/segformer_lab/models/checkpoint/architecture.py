@@ -19,7 +19,7 @@ from ..config import (
 )
 from ..pretrained import CONFIG_NAME, MODEL_CONFIG_KEY, CheckpointError
 from ..registry import get_config, list_models
-from . import rope_seed
+from . import boost_seed, rope_seed
 from .formats import OWN_CLASSIFIER_FORMAT
 from .reading import Source
 
@@ -42,6 +42,8 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
             )
             config = config.replace(num_classes=DEFAULT_NUM_CLASSES)
         return config
+    if source.format.name == boost_seed.FORMAT_NAME:
+        return boost_seed_config(source, converted, notes)
     if source.hf_config is not None:
         encoder_only = not any(k.startswith("decode_head.") for k in converted)
         return config_from_hf(source.hf_config, encoder_only, notes)
@@ -55,6 +57,20 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
     if source.format.name == "huggingface":
         notes.append(rope_seed.ambiguous_note(config))
     return config
+
+
+def boost_seed_config(source: Source, converted: dict[str, torch.Tensor], notes: list[str]) -> ModelConfig:
+    """The BoostFormer seed's model: its ``config.json`` (a ``SegformerConfig``) or, for a
+    bare state dict, what the weights say, read as SegFormer's, then in its layout."""
+    # a config.json's encoder-only model says its image classes; a bare file's settings
+    # already give its head the default classes
+    encoder_only = source.hf_config is not None and not any(k.startswith("decode_head.") for k in converted)
+    try:
+        settings = boost_seed.seed_settings(source.hf_config, converted, notes)
+        return named(boost_seed.as_boostformer(config_from_hf(settings, encoder_only, notes)))
+    except (CheckpointError, ConfigError) as e:
+        where = source.path / CONFIG_NAME if source.hf_config is not None else source.path
+        raise CheckpointError(f"{where}: {e}") from None
 
 
 def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> ModelConfig:

@@ -18,7 +18,7 @@ import torch
 
 from ..config import MIT_HEADS
 from ..pretrained import CLASSIFICATION, FORMAT_TAG
-from . import rope_seed
+from . import boost_seed, rope_seed
 
 # (pattern, replacement): a ``re.sub`` rule applied to every key
 Rename = tuple[str, str | Callable[[re.Match[str]], str]]
@@ -131,6 +131,14 @@ KEY_FORMATS = (  # detection tries them in this order; ours is the fallback
             (r"\.mlp\.fc2\.", ".mlp.dense2."),
         ),
         ignored=((r"^classifier\.", IMAGENET_HEAD),),
+    ),
+    # before Hugging Face's: the BoostFormer seed's keys carry its prefix
+    KeyFormat(
+        name=boost_seed.FORMAT_NAME,
+        signature=boost_seed.SIGNATURE,
+        renames=boost_seed.RENAMES,
+        transforms=boost_seed.TRANSFORMS,
+        ignored=boost_seed.IGNORED + ((r"^classifier\.", IMAGENET_HEAD),),
     ),
     rope_seed_format(),  # its mixed models' keys; before Hugging Face's, whose keys it also has
     KeyFormat(
