@@ -8,7 +8,7 @@ upload) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <
 ``factory`` (``create_model``, ``open_model``).
 """
 
-from .checkpoint import CheckpointError, LoadReport, load_classifier, load_model, load_weights
+from .checkpoint import CheckpointError, LoadReport, load_classifier, load_model, load_weights, save_transformers
 from .classifier import ImageClassifier
 from .config import ConfigError, DecoderConfig, ModelConfig, StageConfig, mit_stages
 from .factory import create_classifier, create_model, open_model
@@ -34,4 +34,5 @@ __all__ = [
     "mit_stages",
     "open_model",
     "register_model",
+    "save_transformers",
 ]
