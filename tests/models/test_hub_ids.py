@@ -142,7 +142,8 @@ def test_only_config_and_weights_are_fetched(published, hf_cache, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", recording)
     assert hub.download("someone/bin-only") == snapshot
-    assert calls == [(None, ["config.json", "model.safetensors"]), (snapshot.name, ["config.json", "pytorch_model.bin"])]
+    assert calls == [(None, ["config.json", "model.safetensors"]),
+                     (snapshot.name, ["config.json", "pytorch_model.bin"])]  # the same commit
 
 
 def test_revisions(published, hf_cache):

@@ -102,7 +102,7 @@ def save_transformers(model: nn.Module, directory: str | os.PathLike) -> Path:
     components, resizers, an ``ImageClassifier``) is a ``ValueError`` saying why."""
     if not isinstance(model, SegmentationModel):
         raise ValueError(
-            f"save_transformers writes a SegmentationModel (as {HF_ARCHITECTURE}), not a {type(model).__name__}"
+            f"save_transformers writes a SegmentationModel (as {HF_ARCHITECTURE}); got {type(model).__name__}"
         )
     labels = id2label(model.config)
     config = {
