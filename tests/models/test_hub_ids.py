@@ -145,6 +145,12 @@ def test_only_config_and_weights_are_fetched(published, hf_cache, monkeypatch):
     assert calls == [(None, ["config.json", "model.safetensors"]),
                      (snapshot.name, ["config.json", "pytorch_model.bin"])]  # the same commit
 
+    (bin_only / "pytorch_model.bin").unlink()
+    hub_cache(hf_cache, "someone/no-weights", bin_only)
+    with pytest.raises(HubError, match=r"someone/no-weights: the Hugging Face Hub model has neither model.safetensors "
+                                       r"nor pytorch_model.bin at revision main"):  # fmt: skip
+        sl.load_model("someone/no-weights")
+
 
 def test_revisions(published, hf_cache):
     root, (hf0, hf1), _ = published

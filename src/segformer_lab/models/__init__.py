@@ -3,8 +3,8 @@ for encoder pre-training, the factory, checkpoint loading.
 
 Modules, bottom to top: ``heads`` < ``config`` (which validates names against the
 builder tables of ``layers`` and ``heads``) < ``registry`` (names -> configs);
-``encoder``, ``pretrained`` (the on-disk format), ``parameters``, ``hub`` (model card, Hub
-upload) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <
+``encoder``, ``pretrained`` (the on-disk format), ``parameters``, ``hub`` (model card,
+upload, Hub ids) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <
 ``factory`` (``create_model``, ``open_model``).
 """
 

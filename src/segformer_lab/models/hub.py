@@ -267,18 +267,21 @@ def download(repo_id: str, revision: str | None = None, token: str | None = None
             f"huggingface_hub: {HUB_EXTRA_HINT}"
         ) from None
     incomplete = getattr(hub.errors, "IncompleteSnapshotError", ())  # huggingface_hub >= 1.x
-    wanted = revision
+    wanted, partial = revision, None
     for weights in HF_WEIGHTS_NAMES:
         try:
             snapshot = Path(hub.snapshot_download(
                 repo_id=repo_id, revision=wanted, token=token, allow_patterns=[CONFIG_NAME, weights]))  # fmt: skip
-        except incomplete:
-            continue  # cached without this weights file: try the next one
+        except incomplete as err:
+            partial = err  # cached, offline, without this weights file: try the next one
+            continue
         except Exception as err:  # noqa: BLE001 - offline, not found, network: one line for each, below
             raise HubError(_fetch_failure(hub, source, repo_id, revision, err)) from err
         if (snapshot / weights).is_file():
             return snapshot
         wanted = snapshot.name  # the commit just resolved: the next file comes from the same snapshot
+    if partial is not None:
+        raise HubError(_fetch_failure(hub, source, repo_id, revision, partial)) from partial
     raise HubError(
         f"{source}: the Hugging Face Hub model has neither {' nor '.join(HF_WEIGHTS_NAMES)} at revision "
         f"{revision or 'main'} (sharded or TensorFlow-only repositories are not read)"
