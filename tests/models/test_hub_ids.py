@@ -225,5 +225,8 @@ def test_the_commands_take_a_hub_id(published, hf_cache, tmp_path, capsys, monke
     assert main(["bench", "someone/segformer-tiny", "--size", "64", "64", "--repeats", "1", "--warmup", "0"]) == 0
     assert "input 1x3x64x64" in capsys.readouterr().out
 
+    assert main(["export", "someone/segformer-tiny", "--transformers", str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
+
     assert main(["eval", "someone/missing", "--data", f"folder:{data}"]) == 2
     assert "segformer-lab eval: error: someone/missing: no such file or directory" in capsys.readouterr().err
