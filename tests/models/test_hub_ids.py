@@ -7,6 +7,7 @@ transformers' own ``save_pretrained``, and turns huggingface_hub's offline mode 
 
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,8 +81,6 @@ def test_hub_ids_are_told_from_paths():
     assert parse_hub_id("me/model@0123abc") == ("me/model", "0123abc")
     for path in ("segformer_b0", "runs/b0/model.safetensors", "/abs/dir", "./runs/b0", "../x/y", "a/b@", "me/-x"):
         assert parse_hub_id(path) is None, path
-    from pathlib import Path
-
     assert parse_hub_id(Path("me/model")) is None  # a Path is always a path
 
 
