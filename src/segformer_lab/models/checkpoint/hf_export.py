@@ -83,12 +83,16 @@ def to_hf_config(config: ModelConfig) -> dict[str, Any]:
     }
 
 
-def id2label(config: ModelConfig) -> dict[int, str]:
-    """The class names a transformers config carries (``id2label``): ADE20K's for 150
-    classes, else ``class k`` (the names ``Segmenter`` shows for a model without any)."""
+def hf_labels(config: ModelConfig) -> dict[str, dict]:
+    """``id2label`` and ``label2id`` of ``config``'s classes, as transformers' config holds
+    them: ADE20K's names for 150 classes, else ``class k`` (the names ``Segmenter`` shows
+    for a model without any). The one place a saved transformers config gets its names."""
     if config.num_classes == len(ADE20K_CLASSES):
-        return dict(enumerate(ADE20K_CLASSES))
-    return {k: f"class {k}" for k in range(config.num_classes)}
+        names = list(ADE20K_CLASSES)
+    else:
+        names = [f"class {k}" for k in range(config.num_classes)]
+    return {"id2label": {str(k): name for k, name in enumerate(names)},
+            "label2id": {name: k for k, name in enumerate(names)}}  # fmt: skip
 
 
 def save_transformers(model: nn.Module, directory: str | os.PathLike) -> Path:
@@ -104,13 +108,11 @@ def save_transformers(model: nn.Module, directory: str | os.PathLike) -> Path:
         raise ValueError(
             f"save_transformers writes a SegmentationModel (as {HF_ARCHITECTURE}); got {type(model).__name__}"
         )
-    labels = id2label(model.config)
     config = {
         "architectures": [HF_ARCHITECTURE],
         "model_type": HF_MODEL_TYPE,
         **to_hf_config(model.config),
-        "id2label": {str(k): name for k, name in labels.items()},
-        "label2id": {name: k for k, name in labels.items()},
+        **hf_labels(model.config),
     }
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
