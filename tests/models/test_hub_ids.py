@@ -229,3 +229,13 @@ def test_the_commands_take_a_hub_id(published, hf_cache, tmp_path, capsys, monke
 
     assert main(["eval", "someone/missing", "--data", f"folder:{data}"]) == 2
     assert "segformer-lab eval: error: someone/missing: no such file or directory" in capsys.readouterr().err
+
+
+def test_a_classifier_by_hub_id(hf_cache, tmp_path):
+    classifier = randomised(sl.ImageClassifier(tiny_config(num_classes=10))).eval()
+    classifier.save_pretrained(tmp_path / "cls")
+    hub_cache(hf_cache, "someone/tiny-classifier", tmp_path / "cls")
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(logits(sl.load_classifier("someone/tiny-classifier"), x), logits(classifier, x))
+    model = sl.create_classifier(config=tiny_config(num_classes=10), pretrained="someone/tiny-classifier").eval()
+    assert torch.equal(logits(model, x), logits(classifier, x))
