@@ -26,13 +26,14 @@ def load_for_eval(path: str | os.PathLike) -> tuple[SegmentationModel, dict[str,
     ``path``: a run directory (its best weights), a Lightning ``.ckpt`` inside a run's
     ``checkpoints/`` (it carries its model's config), or anything else ``open_model``
     takes. Returned in eval mode."""
-    path = Path(path)
+    source, path = path, Path(path)  # ``source`` may be a Hub id, which a Path never is
     run_dir = path if path.is_dir() else path.parent.parent
-    config = resolve_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
+    in_run = path.exists() and (run_dir / CONFIG_FILE).is_file()  # not a Hub id's relative parents
+    config = resolve_config(run_dir / CONFIG_FILE) if in_run else None
     if config is not None and config["task"] == CLASSIFICATION:
         raise ValueError(f"{run_dir} is a classification run (encoder pre-training), and eval scores segmentation: "
                          f"its val/top1 and val/top5 are in its logs; fine-tune it with model.pretrained={run_dir}")
-    return open_model(path), config
+    return open_model(source), config
 
 
 def short_side_resize(pixel_values: torch.Tensor, size: int) -> torch.Tensor:

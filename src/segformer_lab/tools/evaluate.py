@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "mmseg's (one confusion matrix over the set; nanmean over classes). Predictions are upsampled to "
         "the original label size."
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN", help="run directory, checkpoint path, or Hugging Face "
+                   "Hub id owner/name[@revision] (from huggingface_hub's cache; a local path wins)")
     p.add_argument("--data", metavar="FORMAT:ROOT", help="dataset, e.g. ade20k:/data/ADEChallengeData2016 "
                    "(formats: ade20k, parquet, folder; default: the run's)")
     p.add_argument("--split", help="split (default: the run's validation split, else validation)")

@@ -185,7 +185,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "values are class indices (ADE20K's palette for 150 classes), and with --overlay OUT/NAME_overlay.jpg|png "
         "with a legend. Outputs have the input's size; unreadable inputs are reported and skipped (exit 1)."
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path (or registered model name)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path, Hugging Face Hub id "
+                   "owner/name[@revision] (a local path wins), or registered model name")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, directories or glob patterns")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     p.add_argument("--overlay", action="store_true", help="also write a colour overlay with a legend")

@@ -10,7 +10,7 @@ One pipeline for every source, one module per step:
 - ``architecture``: the config of the model to build (ours, Hugging Face's, or inferred);
 - ``loaders``: the public loaders (``load_weights``, ``load_model``, ``load_classifier``,
   ``load_classifier_weights``);
-- ``hf_export``: our keys and configs for transformers.
+- ``hf_export``: our keys and configs for transformers, ``save_transformers``.
 
 This project's own directory format and ``CheckpointError`` are ``models.pretrained``'s.
 """
@@ -18,7 +18,7 @@ This project's own directory format and ``CheckpointError`` are ``models.pretrai
 from ..pretrained import CheckpointError
 from .compare import LoadReport
 from .formats import KEY_FORMATS
-from .hf_export import to_hf_config, to_hf_state_dict, transformers_differences
+from .hf_export import save_transformers, to_hf_config, to_hf_state_dict, transformers_differences
 from .loaders import load_classifier, load_classifier_weights, load_model, load_weights
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "load_classifier_weights",
     "load_model",
     "load_weights",
+    "save_transformers",
     "to_hf_config",
     "to_hf_state_dict",
     "transformers_differences",

@@ -11,7 +11,9 @@ Sources, recognised from the files themselves:
 - a training run's Lightning ``.ckpt``: ``state_dict`` with the ``model.`` prefix, and
   this project's config under ``MODEL_CONFIG_KEY``;
 - a bare weights file (``.safetensors``, ``.bin``, ``.pth``, ``.pt``, ``.ckpt``), optionally
-  wrapped in ``{"state_dict": ...}`` or ``{"model": ...}``, its key format detected.
+  wrapped in ``{"state_dict": ...}`` or ``{"model": ...}``, its key format detected;
+- a Hugging Face Hub model id, ``owner/name[@revision]``, that is not a local path: its
+  snapshot in huggingface_hub's cache (``models.hub.resolve_checkpoint``), read as a directory.
 
 Pickled files are opened only with ``torch.load(weights_only=True)``: a file that needs
 anything beyond tensors and plain containers is refused, and nothing in it runs.
@@ -29,11 +31,11 @@ from typing import Any
 
 import torch
 
+from ..hub import HF_WEIGHTS_NAMES, resolve_checkpoint
 from ..pretrained import (
     CLASSIFICATION,
     CONFIG_NAME,
     MODEL_CONFIG_KEY,
-    WEIGHTS_NAME,
     CheckpointError,
     own_config,
     read_config,
@@ -42,7 +44,6 @@ from ..pretrained import (
 from . import rope_seed
 from .formats import KEY_FORMATS, OWN_CLASSIFIER_FORMAT, OWN_FORMAT, KeyFormat, rope_seed_format
 
-HF_WEIGHTS_NAMES = (WEIGHTS_NAME, "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 WRAPPER_KEYS = ("state_dict", "model")
 WRAPPER_PREFIXES = ("module.", "model.")  # DistributedDataParallel, a Lightning module's ``self.model``
@@ -67,7 +68,8 @@ class Source:
 
 
 def read(path: str | os.PathLike) -> Source:
-    path = Path(path)
+    """The checkpoint at ``path`` (a Hub id: its cached snapshot), read, unwrapped, detected."""
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.is_dir():
