@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..config import DecoderConfig, ModelConfig, StageConfig
+from ..labels import resolve_class_names, to_id2label
 from .formats import HF_PREFIX
 
 # What a transformers SegformerConfig can say about a stage; every other field must keep
@@ -40,6 +41,13 @@ def transformers_differences(config: ModelConfig) -> list[str]:
     return differences
 
 
+def hf_labels(config: ModelConfig) -> dict[str, dict]:
+    """``id2label`` and ``label2id`` of ``config``'s classes (``resolve_class_names``: its
+    own names, else ADE20K's for 150 classes, else ``class k``)."""
+    names = resolve_class_names(config.class_names, config.num_classes, config.name)
+    return {"id2label": to_id2label(names), "label2id": {name: i for i, name in enumerate(names)}}
+
+
 def to_hf_config(config: ModelConfig) -> dict[str, Any]:
     """The ``transformers.SegformerConfig`` keyword arguments describing ``config``; a
     ``ValueError`` naming the differences if transformers' SegFormer cannot express it.
@@ -67,4 +75,5 @@ def to_hf_config(config: ModelConfig) -> dict[str, Any]:
         "classifier_dropout_prob": config.decoder.dropout,
         "drop_path_rate": config.drop_path_rate,
         "num_labels": config.num_classes,
+        **hf_labels(config),
     }
