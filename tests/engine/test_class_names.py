@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from datasets_on_disk import folder_mask, make_folder
 import segformer_lab as sl
 from segformer_lab import cli
 from segformer_lab.engine import SegmentationDataModule, most_confused, resolve_config, train
+from segformer_lab.engine.experiment import with_dataset_classes
 from segformer_lab.engine.resume import check_checkpoint
 from segformer_lab.models.pretrained import MODEL_CONFIG_KEY
 from segformer_lab.tools.eval_plots import shown_classes
@@ -126,3 +128,13 @@ def test_class_names_alone_do_not_block_a_resume(named_run):
     check_checkpoint(last, {k: v for k, v in config.items() if k not in ("id2label", "palette")})
     with pytest.raises(ValueError, match=r"differing: num_classes"):
         check_checkpoint(last, {**config, "num_classes": 4})
+
+
+def test_training_takes_the_datasets_names_unless_they_are_placeholders():
+    config = sl.get_config("segformer_b0", num_classes=2)
+    named = with_dataset_classes(config, SimpleNamespace(classes=("wall", "sky"), palette=[[1, 2, 3], [4, 5, 6]]))
+    assert named.class_names == ("wall", "sky") and named.palette == ((1, 2, 3), (4, 5, 6))
+    assert with_dataset_classes(config, SimpleNamespace(classes=("class_0", "class_1"))) == config
+    assert with_dataset_classes(config, object()) == config  # a dataset of the user's own, without names
+    with pytest.raises(ValueError, match=r"training dataset .*: its classes do not fit the model: class_names: 3 names"):
+        with_dataset_classes(config, SimpleNamespace(classes=("a", "b", "c")))

@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
 from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig
+from ..models.labels import placeholders
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
 from .classification import ClassificationModule
 from .datamodule import SegmentationDataModule
@@ -214,9 +215,9 @@ def build_model(spec: dict[str, Any], pretrained: bool = True,
 def with_dataset_classes(model_config: ModelConfig, dataset: Any) -> ModelConfig:
     """``model_config`` naming its classes as ``dataset`` does (its ``classes`` and, when it
     has one, ``palette``), so the run's ``config.json``, best weights and checkpoints carry
-    them; unchanged for a dataset that names none."""
+    them; unchanged for a dataset that names none (numbered placeholders name none)."""
     names = getattr(dataset, "classes", None)
-    if not names:
+    if not names or placeholders(names):
         return model_config
     try:
         return model_config.replace(class_names=tuple(names), palette=getattr(dataset, "palette", None))

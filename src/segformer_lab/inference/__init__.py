@@ -9,8 +9,8 @@ loop around ``Segmenter``::
 
 Modules: ``logits`` (predict_labels, predict_logits, slide_logits, MODES), ``bands``
 (scores a band of rows at a time: bounded memory), ``images`` (load_rgb, input_size,
-to_pixel_values), ``colours`` (palettes, palette PNGs, overlays, confidence maps), ``segmenter``
-(Segmenter, class names).
+to_pixel_values), ``colours`` (palettes, palette PNGs, overlays, confidence maps),
+``segmenter`` (Segmenter, class names).
 """
 
 from .bands import upsample, window_starts
@@ -28,7 +28,8 @@ from .logits import MODES, logit_bands, predict_labels, predict_logits, slide_lo
 from .segmenter import Segmenter
 
 __all__ = [
-    "MAX_PALETTE_CLASSES", "MODES", "Segmenter", "confidence_image", "confidence_overlay", "distinct_palette", "input_size", "label_image", "load_rgb", "overlay_image", "palette_for",
+    "MAX_PALETTE_CLASSES", "MODES", "Segmenter", "confidence_image", "confidence_overlay", "distinct_palette",
+    "input_size", "label_image", "load_rgb", "overlay_image", "palette_for",
     "logit_bands", "predict_labels", "predict_logits", "slide_logits", "to_pixel_values", "upsample",
     "window_starts",
 ]

@@ -254,8 +254,9 @@ class ModelConfig:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.input_resizer is not None and (len(self.input_resizer) != 2 or min(self.input_resizer) < 32):
             raise ConfigError(f"input_resizer must be None or (height, width) >= 32, got {self.input_resizer}")
-        if self.class_names is not None and (isinstance(self.class_names, str) or len(self.class_names) != self.num_classes):
-            count = "a string" if isinstance(self.class_names, str) else f"{len(self.class_names)} names"
+        names = self.class_names
+        if names is not None and (isinstance(names, str) or len(names) != self.num_classes):
+            count = "a string" if isinstance(names, str) else f"{len(names)} names"
             raise ConfigError(f"class_names: {count} for num_classes={self.num_classes} (one name per class)")
         if self.palette is not None:
             if len(self.palette) != self.num_classes:

@@ -15,13 +15,19 @@ from typing import Any, Mapping, Sequence
 from ..data.ade20k import ADE20K_CLASSES
 
 log = logging.getLogger("segformer_lab")
-# names that say nothing: transformers' (a config given num_labels, no id2label) and ours
-PLACEHOLDER = re.compile(r"(?:LABEL_|class )(\d+)")
+# names that say nothing: transformers' (a config given num_labels, no id2label), ours and
+# the folder format's for a dataset without a classes.txt
+PLACEHOLDER = re.compile(r"(?:LABEL_|class |class_)(\d+)")
+
+
+def placeholders(names: Sequence[str]) -> bool:
+    """Whether ``names`` are numbered placeholders (``LABEL_0``, ``class 0``, ``class_0``, ...)."""
+    return all((m := PLACEHOLDER.fullmatch(n)) is not None and int(m.group(1)) == i for i, n in enumerate(names))
 
 
 def names_from_id2label(id2label: Mapping[Any, Any]) -> tuple[str, ...] | None:
     """The names of ``id2label`` (keys ``0..K-1``, as ints or strings) in index order; None
-    for placeholders (transformers' ``LABEL_0``, ``LABEL_1``, ..., or ``class 0``, ``class 1``,
+    for ``placeholders`` (transformers' ``LABEL_0``, ``LABEL_1``, ..., or ``class 0``, ``class 1``,
     ..., what ``resolve_class_names`` shows for unknown names). Other keys are a
     ``ValueError`` (the caller names the file)."""
     if not isinstance(id2label, Mapping) or not id2label:
@@ -36,9 +42,7 @@ def names_from_id2label(id2label: Mapping[Any, Any]) -> tuple[str, ...] | None:
     if sorted(by_index) != list(range(len(by_index))):
         raise ValueError(f"id2label keys must be 0..{len(by_index) - 1}, got {sorted(by_index)}")
     names = tuple(by_index[i] for i in range(len(by_index)))
-    if all((m := PLACEHOLDER.fullmatch(n)) and int(m.group(1)) == i for i, n in enumerate(names)):
-        return None
-    return names
+    return None if placeholders(names) else names
 
 
 def to_id2label(names: Sequence[str]) -> dict[str, str]:

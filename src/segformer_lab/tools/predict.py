@@ -207,7 +207,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "Segment image files, directories or glob patterns with a checkpoint (anything load_model "
         "reads; a registered model name gives random weights). Writes OUT/NAME.png, a palette PNG whose pixel "
         "values are class indices (ADE20K's palette for 150 classes), and with --overlay OUT/NAME_overlay.jpg|png "
-        "with a legend of the model's class names (--confidence: confidence maps too). Outputs have the input's size; unreadable inputs are reported and skipped (exit 1)."
+        "with a legend of the model's class names (--confidence: confidence maps too). Outputs have the input's "
+        "size; unreadable inputs are reported and skipped (exit 1)."
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path (or registered model name)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, directories or glob patterns")
