@@ -147,3 +147,14 @@ def test_predict_class_names_file_of_the_wrong_length_names_it(checkpoint, tmp_p
     assert main(["predict", str(checkpoint), str(tmp_path / "x.png"), "--out", str(tmp_path / "o"),
                  "--class-names", str(names)]) == 2
     assert f"--class-names {names}: class_names: 2 class names for 4 classes" in capsys.readouterr().err
+
+
+def test_two_inputs_whose_outputs_share_a_name_are_refused_before_writing(checkpoint, tmp_path, capsys):
+    for name in ("a.png", "a_confidence.png"):
+        Image.fromarray(image()).save(tmp_path / name)
+    out = tmp_path / "out"
+    assert main(["predict", str(checkpoint), str(tmp_path / "a.png"), str(tmp_path / "a_confidence.png"),
+                 "--out", str(out), "--confidence"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'a_confidence.png'} would be written for both {tmp_path / 'a.png'} and" in err
+    assert not out.exists()

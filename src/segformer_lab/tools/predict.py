@@ -159,10 +159,15 @@ def predict_files(
     stems = output_names(inputs)
     outputs = {i: output_paths(inputs[i].path, stem, out_dir, overlay, confidence) for i, stem in stems.items()}
     sources = {item.path.resolve() for item in inputs if item.path is not None}
-    for paths in outputs.values():
+    writers: dict[Path, str] = {}
+    for i, paths in outputs.items():
         for target in paths.values():
             if target.resolve() in sources:
                 raise ValueError(f"writing {target} would overwrite an input: choose another --out directory")
+            if target in writers:  # e.g. a.png's confidence map and the labels of an input a_confidence.png
+                raise ValueError(f"{target} would be written for both {writers[target]} and {inputs[i].name}: "
+                                 "rename one of them or predict them into separate --out directories")
+            writers[target] = inputs[i].name
     out_dir.mkdir(parents=True, exist_ok=True)
 
     summary = Summary()
