@@ -1,7 +1,6 @@
 """Prediction: the ``predict`` command, the ``Segmenter`` API, palettes and overlays, and
 the refusal of checkpoints that would run code when unpickled."""
 
-import json
 import logging
 import os
 
