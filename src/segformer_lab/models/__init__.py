@@ -1,7 +1,7 @@
 """Model configs, the registry, the SegFormer encoder and heads, the image classifier
 for encoder pre-training, the factory, checkpoint loading.
 
-Modules, bottom to top: ``heads`` < ``config`` (which validates names against the
+Modules, bottom to top: ``heads``, ``labels`` (class names) < ``config`` (which validates names against the
 builder tables of ``layers`` and ``heads``) < ``registry`` (names -> configs);
 ``encoder``, ``pretrained`` (the on-disk format), ``parameters``, ``hub`` (model card,
 upload, Hub ids) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 from .checkpoint import load_classifier_weights, load_model, load_weights
 from .classifier import ImageClassifier
@@ -39,6 +40,7 @@ def create_model(
     *,
     config: ModelConfig | None = None,
     reset_classifier: bool = False,
+    class_names: Sequence[str] | None = None,
     **overrides,
 ) -> SegmentationModel:
     """Build a model by registered ``name`` (or from ``config``), optionally loading weights.
@@ -49,7 +51,12 @@ def create_model(
     wins; see ``models.hub.resolve_checkpoint``); missing and unused keys are
     reported, unexpected ones are errors. With ``reset_classifier=True`` a checkpoint with
     another class count loads everything but the classifier (for fine-tuning).
+    ``class_names`` name the classes (their count is the class count unless ``num_classes``
+    says otherwise, which is then an error); ``palette=[[r, g, b], ...]`` colours them.
     """
+    if class_names is not None:
+        num_classes = len(class_names) if num_classes is None else num_classes
+        overrides = {**overrides, "class_names": class_names}
     model = SegmentationModel(build_config(name, config, num_classes, overrides))
     if pretrained is not None:
         load_weights(model, pretrained, reset_classifier=reset_classifier)

@@ -82,10 +82,11 @@ def model_card(
 
     ``profile``: a ``segformer_lab.tools.profile.Profile`` (its GMACs go in the card);
     ``metrics``: name -> value, e.g. ``{"mIoU": 37.4, "aAcc": 76.2}`` (percent), shown in a
-    table and, with ``dataset``, in the ``model-index`` metadata; ``class_names`` are
-    listed when given.
+    table and, with ``dataset``, in the ``model-index`` metadata; ``class_names`` (default:
+    the model's own, when it knows them) are listed.
     """
     config = model.config
+    class_names = class_names if class_names is not None else config.class_names
     params = parameter_counts(model)
     title = repo_id or config.name
     all_tags = ["semantic-segmentation", "segformer", LIBRARY_NAME, "model_hub_mixin", "pytorch_model_hub_mixin"]

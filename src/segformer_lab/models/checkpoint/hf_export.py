@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..._io import atomic_write, write_json
-from ...data.ade20k import ADE20K_CLASSES
 from ..config import DecoderConfig, ModelConfig, StageConfig
+from ..labels import resolve_class_names, to_id2label
 from ..pretrained import CONFIG_NAME, WEIGHTS_NAME
 from ..segmentor import SegmentationModel
 from .formats import HF_PREFIX
@@ -53,6 +53,13 @@ def transformers_differences(config: ModelConfig) -> list[str]:
     return differences
 
 
+def hf_labels(config: ModelConfig) -> dict[str, dict]:
+    """``id2label`` and ``label2id`` of ``config``'s classes (``resolve_class_names``: its
+    own names, else ADE20K's for 150 classes, else ``class k``)."""
+    names = resolve_class_names(config.class_names, config.num_classes, config.name)
+    return {"id2label": to_id2label(names), "label2id": {name: i for i, name in enumerate(names)}}
+
+
 def to_hf_config(config: ModelConfig) -> dict[str, Any]:
     """The ``transformers.SegformerConfig`` keyword arguments describing ``config``; a
     ``ValueError`` naming the differences if transformers' SegFormer cannot express it.
@@ -80,19 +87,8 @@ def to_hf_config(config: ModelConfig) -> dict[str, Any]:
         "classifier_dropout_prob": config.decoder.dropout,
         "drop_path_rate": config.drop_path_rate,
         "num_labels": config.num_classes,
+        **hf_labels(config),
     }
-
-
-def hf_labels(config: ModelConfig) -> dict[str, dict]:
-    """``id2label`` and ``label2id`` of ``config``'s classes, as transformers' config holds
-    them: ADE20K's names for 150 classes, else ``class k`` (the names ``Segmenter`` shows
-    for a model without any). The one place a saved transformers config gets its names."""
-    if config.num_classes == len(ADE20K_CLASSES):
-        names = list(ADE20K_CLASSES)
-    else:
-        names = [f"class {k}" for k in range(config.num_classes)]
-    return {"id2label": {str(k): name for k, name in enumerate(names)},
-            "label2id": {name: k for k, name in enumerate(names)}}  # fmt: skip
 
 
 def save_transformers(model: nn.Module, directory: str | os.PathLike) -> Path:
