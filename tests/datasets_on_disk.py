@@ -56,7 +56,7 @@ def make_ade(tmp_path: Path, stems=("a", "b"), split="training") -> Path:
 def make_folder(tmp_path: Path, masks: dict[str, np.ndarray], classes=("sky", "road", "car")) -> Path:
     root = tmp_path / "mine"
     for stem, mask in masks.items():
-        save(rgb(*mask.shape), root / "images" / "train" / f"{stem}.png")
+        save(rgb(*mask.shape[:2]), root / "images" / "train" / f"{stem}.png")
         save(mask, root / "masks" / "train" / f"{stem}.png")
     (root / "classes.txt").write_text("\n".join(classes) + "\n")
     return root
