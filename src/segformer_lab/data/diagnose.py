@@ -153,6 +153,7 @@ def diagnose(format: str, root: str | Path, *, splits: list[str] | None = None, 
                 warnings.simplefilter("ignore", DataWarning)
                 dataset = build_dataset(format, root, split, num_classes=num_classes, skip_bad=True, **options)
                 constructed = dict(dataset.bad_files)
+                dataset.skip_bad = False  # report every bad sample; remove none
                 report = check_dataset(dataset, raise_errors=False, workers=workers,
                                        progress=None if progress is None else
                                        lambda done, total, split=split: progress(split, done, total))
