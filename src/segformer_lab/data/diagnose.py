@@ -35,7 +35,6 @@ REASONS = (
     ("not found", "unreadable files"),
     ("differs from image size", "mask and image sizes differ"),
     ("out of range", "label values out of range"),
-    ("colour-coded", "colour masks"),
     ("16-bit mask", "16-bit masks with values above 255"),
     ("not in palette", "colours not in the palette"),
 )
@@ -176,6 +175,8 @@ def _file_findings(result: Diagnosis, split: str, dataset: SegmentationDataset, 
     """Broken files (from the dataset's own checks) and what the mask files hold, per split."""
     grouped: dict[str, list[str]] = {}
     for path, reason in report.bad.items():
+        if "colour-coded" in reason and dataset.stores_labels:
+            continue  # the colour-mask finding below names these files, with the palette to use
         what = next((name for key, name in REASONS if key in reason), "bad files")
         grouped.setdefault(what, []).append(f"{path}: {reason}")
     for what, files in grouped.items():
@@ -221,7 +222,7 @@ def _file_findings(result: Diagnosis, split: str, dataset: SegmentationDataset, 
                                          f"{100 * RARE_SHARE:g}% of the pixels: stray values like these come "
                                          "from masks once saved lossily (JPEG) or resized with interpolation")
     absent = [name for k, name in enumerate(dataset.class_names) if report.labels[k] == 0]
-    if absent and len(dataset.class_names) < IGNORE_INDEX:  # not the placeholder names of inferred classes
+    if absent and report.ok and len(dataset.class_names) < IGNORE_INDEX:  # not the placeholder names of inferred classes
         result.add("warning", split, f"{len(absent)} of {dataset.num_classes} classes never present: "
                                      + ", ".join(absent[:20]) + (" ..." if len(absent) > 20 else ""))
 

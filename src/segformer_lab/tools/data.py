@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
 class Progress:
     """A one-line progress bar on stderr, redrawn at most ten times a second."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.last = stream, 0.0
+    def __init__(self):
+        self.last = 0.0
 
     def __call__(self, split: str, done: int, total: int) -> None:
         now = time.monotonic()
@@ -123,8 +123,8 @@ class Progress:
         self.last = now
         filled = 30 * done // max(total, 1)
         end = "\n" if done == total else ""
-        self.stream.write(f"\r{split}: [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
-        self.stream.flush()
+        sys.stderr.write(f"\r{split}: [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
+        sys.stderr.flush()
 
 
 def run_check(args: argparse.Namespace) -> int:
