@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from datasets_on_disk import H, W, folder_mask, make_ade, make_cityscapes, make_folder, raw_ade_mask, rgb, save
+from datasets_on_disk import H, W, folder_mask, make_ade, make_cityscapes, make_folder, save
 from PIL import Image
 
-from segformer_lab.data import check_dataset, build_dataset
+from segformer_lab.data import build_dataset, check_dataset
 from segformer_lab.data.diagnose import diagnose
 from segformer_lab.data.palettes import CITYSCAPES_PALETTE
 
@@ -122,7 +122,6 @@ def test_classes_never_present_and_ade20k(tmp_path):
     assert list(result.reports) == ["training"] and result.ok
     assert "147 of 150 classes never present" in errors(result, "warning")[0].message
     assert result.config["num_classes"] == 150 and "reduce_zero_label" not in result.config["options"]
-    assert raw_ade_mask().max() == 150
 
 
 def test_cityscapes_raw_ids_are_not_misread_as_conventions(tmp_path):
@@ -140,7 +139,6 @@ def test_check_dataset_in_threads_matches_one_thread(tmp_path):
                          progress=lambda done, total: seen.append((done, total)))
     assert (one.ok, one.bad, one.values.tolist()) == (many.ok, many.bad, many.values.tolist()) and one.ok == 5
     assert seen[-1] == (6, 6) and len(seen) == 6
-    assert rgb().shape == (H, W, 3)
 
 
 def test_unknown_format_and_no_splits(tmp_path):
