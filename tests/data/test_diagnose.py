@@ -148,3 +148,16 @@ def test_unknown_format_and_no_splits(tmp_path):
         diagnose("tiny_imagenet", tmp_path)
     with pytest.raises(ValueError, match="no splits found for format 'folder'"):
         diagnose("folder", tmp_path)
+
+
+def test_stray_values_along_edges_of_a_once_lossy_mask(tmp_path):
+    clean = folder_mask()
+    clean[clean == 255] = 0
+    names = [f"c{i}" for i in range(256 - 1)]
+    result = diagnose("folder", make_folder(tmp_path / "clean", {"a": clean * 60}, classes=names))
+    assert result.ok and not [f for f in result.findings if "along edges" in f.message]
+    buffer = tmp_path / "lossy.jpg"
+    Image.fromarray(clean * 60).save(buffer, quality=75)
+    lossy = np.array(Image.open(buffer))  # decoded JPEG, then stored as PNG: the format looks fine
+    result = diagnose("folder", make_folder(tmp_path / "lossy", {"a": lossy}, classes=names))
+    only(result, "values appear only along edges", "warning")

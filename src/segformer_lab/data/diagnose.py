@@ -7,7 +7,7 @@ palette, binary masks stored as 0/255 (255 is the ignore index: the foreground i
 learned), masks saved as JPEG, and ``reduce_zero_label`` set against the data (0 used as
 a class and dropped, or classes numbered from 1 with 0 never used). Warnings are worth a
 look but train: classes never present, 16-bit masks whose values fit 8 bits, masks
-without an image, many rare values (a mask once saved lossily).
+without an image, values found only along edges (a mask once saved lossily).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from .palettes import colour_name, match_palettes
 
 MAX_NAMED = 10  # files named per finding in the text report (the JSON has them all)
 PALETTE_MATCH = 0.99  # share of colour-mask pixels a known palette must know to be advised
-RARE_SHARE = 1e-4  # a value under this share of a split's pixels is rare
+EDGE_SHARE = 0.02  # a value with fewer of its pixels inside regions (equal to 4 neighbours) lies on edges only
+EDGE_VALUES = 3  # this many edge-only values in a split: a lossy mask, not a thin class
 
 # reason in a DataError -> what the finding calls it (first match wins)
 REASONS = (
@@ -216,11 +217,12 @@ def _file_findings(result: Diagnosis, split: str, dataset: SegmentationDataset, 
                                        "foreground is never learned; save the foreground as 1 (values 0 and 1) "
                                        "and train with num_classes: 2", report.files.get("0/255", []))
             result.config["binary"] = True
-        rare = [v for v in present if report.values[v] < RARE_SHARE * report.values.sum()]
-        if len(present) >= 16 and len(rare) >= len(present) / 2:
-            result.add("warning", split, f"{len(rare)} of {len(present)} values each cover under "
-                                         f"{100 * RARE_SHARE:g}% of the pixels: stray values like these come "
-                                         "from masks once saved lossily (JPEG) or resized with interpolation")
+        edge_only = [v for v in sorted(present) if report.interior[v] < EDGE_SHARE * report.values[v]]
+        if len(edge_only) >= EDGE_VALUES:
+            shown = ", ".join(str(v) for v in edge_only[:12]) + (" ..." if len(edge_only) > 12 else "")
+            result.add("warning", split, f"{len(edge_only)} values appear only along edges ({shown}): stray "
+                                         "values like these come from masks once saved lossily (JPEG) or "
+                                         "resized with interpolation; re-make the masks from the original labels")
     absent = [name for k, name in enumerate(dataset.class_names) if report.labels[k] == 0]
     if absent and report.ok and len(dataset.class_names) < IGNORE_INDEX:  # not the placeholder names of inferred classes
         result.add("warning", split, f"{len(absent)} of {dataset.num_classes} classes never present: "

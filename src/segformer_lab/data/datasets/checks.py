@@ -37,6 +37,7 @@ class MaskFacts:
     format: str | None = None
     mode: str | None = None
     values: np.ndarray | None = None  # bincount of the stored values (gray masks)
+    interior: np.ndarray | None = None  # bincount of the values of pixels equal to their 4 neighbours
     colours: dict[int, int] | None = None  # 0xRRGGBB -> pixels (colour masks)
     labels: np.ndarray | None = None  # bincount (256) of the training labels, when the sample loads
 
@@ -54,6 +55,7 @@ class DataReport:
     modes: Counter = field(default_factory=Counter)
     formats: Counter = field(default_factory=Counter)
     values: np.ndarray = field(default_factory=lambda: np.zeros(RAW_VALUES, np.int64))
+    interior: np.ndarray = field(default_factory=lambda: np.zeros(RAW_VALUES, np.int64))
     colours: Counter = field(default_factory=Counter)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
     files: dict[str, list[str]] = field(default_factory=dict)  # fact -> mask files, e.g. "colour"
@@ -67,6 +69,7 @@ class DataReport:
             self.formats[facts.format or "?"] += 1
         if facts.values is not None:
             self.values[: facts.values.size] += facts.values
+            self.interior[: facts.interior.size] += facts.interior
             if facts.mode in ("I;16", "I;16B", "I;16L", "I"):
                 self.note("16-bit", facts.mask)
             present = set(np.flatnonzero(facts.values).tolist())
@@ -112,8 +115,12 @@ def read_mask_facts(source: Any, facts: MaskFacts) -> None:
             keys, counts = np.unique(colour_keys(rgb), return_counts=True)
             facts.colours = dict(zip(keys.tolist(), counts.tolist()))
             return
-    flat = array.astype(np.int64, copy=False).ravel()
-    facts.values = np.bincount(np.clip(flat, 0, RAW_VALUES - 1), minlength=1)
+    array = np.clip(array.astype(np.int64, copy=False), 0, RAW_VALUES - 1)
+    facts.values = np.bincount(array.ravel(), minlength=1)
+    inner = array[1:-1, 1:-1]
+    same = ((inner == array[:-2, 1:-1]) & (inner == array[2:, 1:-1])
+            & (inner == array[1:-1, :-2]) & (inner == array[1:-1, 2:]))
+    facts.interior = np.bincount(inner[same], minlength=1)
 
 
 def _file(source: Any) -> Any:
