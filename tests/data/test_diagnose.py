@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
-from datasets_on_disk import H, W, folder_mask, make_ade, make_cityscapes, make_folder, save
+from datasets_on_disk import (
+    H, W, encode, folder_mask, make_ade, make_cityscapes, make_folder, make_parquet, raw_ade_mask, rgb, save,
+)
 from PIL import Image
 
 from segformer_lab.data import build_dataset, check_dataset
@@ -161,3 +163,12 @@ def test_stray_values_along_edges_of_a_once_lossy_mask(tmp_path):
     lossy = np.array(Image.open(buffer))  # decoded JPEG, then stored as PNG: the format looks fine
     result = diagnose("folder", make_folder(tmp_path / "lossy", {"a": lossy}, classes=names))
     only(result, "values appear only along edges", "warning")
+
+
+def test_parquet_rows_are_checked_one_thread_at_a_time(tmp_path):
+    rows = [(encode(rgb(), "JPEG"), encode(raw_ade_mask(), "PNG"))] * 3 + [(encode(rgb(), "JPEG"), None)]
+    make_parquet(tmp_path / "data" / "train-00000-of-00001.parquet", rows)
+    result = diagnose("parquet", tmp_path / "data", splits=["train"], workers=4)
+    report = result.reports["train"]
+    assert (report.total, report.ok) == (4, 3) and report.values[150] == 3 * H * 10 and report.labels[149] == report.values[150]
+    assert "missing annotation" in only(result, "images without a mask").files[0]

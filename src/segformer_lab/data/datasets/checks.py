@@ -137,11 +137,11 @@ def _image_size(source: Any) -> tuple[int, int] | None:
 
 def _check_one(dataset: BaseDataset, ref: Any) -> tuple[MaskFacts | None, DataError | None]:
     facts = None
-    if isinstance(dataset, SegmentationDataset):
-        image_src, mask_src, image_name, mask_name = dataset.sources(ref)
-        facts = MaskFacts(image_name, mask_name, image_size=_image_size(image_src))
-        read_mask_facts(mask_src, facts)
     try:
+        if isinstance(dataset, SegmentationDataset):
+            image_src, mask_src, image_name, mask_name = dataset.sources(ref)
+            facts = MaskFacts(image_name, mask_name, image_size=_image_size(image_src))
+            read_mask_facts(mask_src, facts)
         sample = dataset.load(ref)
     except DataError as error:
         return facts, error
