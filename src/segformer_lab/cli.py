@@ -23,7 +23,7 @@ COMMANDS = {
     "bench": ("bench", "measure inference latency or training-step time"),
     "train": ("train", "train a model from an experiment config"),
     "eval": ("evaluate", "evaluate a checkpoint: mIoU, mAcc, aAcc, per class"),
-    "data": ("data", "generate datasets"),
+    "data": ("data", "generate, check and show datasets"),
     "export": ("export", "export a model to ONNX (checked with onnxruntime)"),
     "predict": ("predict", "predict label maps (and colour overlays) for images"),
     "demo": ("demo", "the main job: train and compare SegFormer variants on an embedded dataset, with a report"),
