@@ -68,5 +68,5 @@ def test_cpu_version_end_to_end(tmp_path):
     compiled = [r for r in report["rows"] if r["compiled"]]
     assert compiled and all(r["status"] == "skipped" and "predicted" in r["reason"] for r in compiled)
     table = (tmp_path / "bench_gpu.md").read_text()
-    assert "| model | input | batch | precision | mode | ms | img/s | peak MiB |" in table
+    assert "| model | input | batch | precision | mode | ms | img/s | anchor FPS: paper / mmseg | peak MiB |" in table
     assert "| segformer_b0 | 64x64 | 1 | fp32 | eager |" in table and "Not measured:" in table
