@@ -20,7 +20,7 @@ import ctypes
 import ctypes.util
 import platform
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -223,12 +223,3 @@ def _cpu_name() -> str:
         model = None
     return f"{model or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
-
-@contextlib.contextmanager
-def on_device(device: torch.device) -> Iterator[None]:
-    """Free the device's cached blocks after the block (one model after another on a GPU)."""
-    try:
-        yield
-    finally:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
