@@ -278,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    env = environment(device, "fp32", None)
-    env.pop("precision"), env.pop("compile")
+    env = {k: v for k, v in environment(device, "fp32", None).items() if k not in ("precision", "compile")}
     print(f"device: {env['device_name']} ({env['device']}), torch {env['torch']}"
           + (f", CUDA {env['cuda']}" if cuda else ": no CUDA, running the small CPU version"), flush=True)  # fmt: skip
     budget = args.budget or (420.0 if cuda else 25.0 if args.quick else 60.0)
