@@ -118,6 +118,7 @@ def test_static_fp16_export(checkpoint, tmp_path, capsys):
     assert main(["export", str(checkpoint), "--onnx", str(out), "--static", "64", "96", "--fp16"]) == 0
     text = capsys.readouterr().out
     assert "input [1, 3, 64, 96] (static)" in text and "float16" in text and "1x3x64x96: max abs diff" in text
+    assert "not checked" not in text and "INT8" not in text
     model = onnx.load(str(out))
     weights = [t for t in model.graph.initializer if t.dims and np.prod(t.dims) > 100]
     assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)

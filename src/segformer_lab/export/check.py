@@ -11,6 +11,7 @@ from torch import nn
 
 TOLERANCE = 1e-4  # max abs logit difference, float32
 FP16_RTOL = 1e-2  # --fp16: max abs difference <= FP16_RTOL * max(1, max |logits|)
+INT8_MIN_AGREEMENT = 0.9  # --int8: share of logit positions whose argmax matches PyTorch's (a sanity check)
 
 
 @dataclass
@@ -21,9 +22,13 @@ class CheckResult:
     max_abs_diff: float
     max_abs_logit: float
     tolerance: float
+    agreement: float = 1.0  # share of positions whose argmax over classes matches PyTorch's
+    min_agreement: float | None = None  # int8: held to this instead of the tolerance
 
     @property
     def passed(self) -> bool:
+        if self.min_agreement is not None:
+            return self.agreement >= self.min_agreement
         return self.max_abs_diff <= self.tolerance
 
 
@@ -43,10 +48,12 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None):
 
 
 def check_onnx(
-    path: str | os.PathLike, model: nn.Module, shapes: list[tuple[int, ...]], fp16: bool = False, seed: int = 0
+    path: str | os.PathLike, model: nn.Module, shapes: list[tuple[int, ...]], fp16: bool = False, seed: int = 0,
+    int8: bool = False,
 ) -> list[CheckResult]:
     """Run the ONNX file in onnxruntime (CPU) and ``model`` in PyTorch on the same random
-    inputs of each shape; the max abs logit difference and the tolerance it is held to."""
+    inputs of each shape; the max abs logit difference and the tolerance it is held to
+    (``int8``: the argmax agreement, held to ``INT8_MIN_AGREEMENT``)."""
     session = onnx_session(path)
     name = session.get_inputs()[0].name
     device = next(model.parameters()).device
@@ -58,16 +65,24 @@ def check_onnx(
         with torch.no_grad():
             expected = model(x.to(device)).float().cpu()
         got = torch.from_numpy(out).float()
-        diff = (got - expected).abs().max().item() if got.shape == expected.shape else float("inf")
+        same = got.shape == expected.shape
+        diff = (got - expected).abs().max().item() if same else float("inf")
+        agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item() if same else 0.0
         scale = expected.abs().max().item()
         tolerance = FP16_RTOL * max(1.0, scale) if fp16 else TOLERANCE
-        results.append(CheckResult(shape=tuple(shape), max_abs_diff=diff, max_abs_logit=scale, tolerance=tolerance))
+        results.append(CheckResult(shape=tuple(shape), max_abs_diff=diff, max_abs_logit=scale, tolerance=tolerance,
+                                   agreement=agreement, min_agreement=INT8_MIN_AGREEMENT if int8 else None))
     return results
 
 
 def describe_checks(checks: list[CheckResult]) -> str:
-    """One line for a list of checks: each shape's difference, the tolerances, the scale."""
+    """One line for a list of checks: each shape's difference, the tolerances, the scale
+    (int8: each shape's argmax agreement too, and the agreement asked for)."""
     parts = [f"{'x'.join(map(str, c.shape))}: max abs diff {c.max_abs_diff:.2e}" for c in checks]
+    if any(c.min_agreement is not None for c in checks):
+        parts = [f"{part}, argmax agreement {100 * c.agreement:.1f}%" for part, c in zip(parts, checks)]
+        floor = min(c.min_agreement for c in checks if c.min_agreement is not None)
+        return "; ".join(parts) + f" (agreement >= {100 * floor:.0f}% asked)"
     tolerance = ", ".join(sorted({f"{c.tolerance:.1e}" for c in checks}))
     scale = max(c.max_abs_logit for c in checks)
     return "; ".join(parts) + f" (tolerance {tolerance}; max |logit| {scale:.3g})"

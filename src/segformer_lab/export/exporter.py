@@ -36,7 +36,7 @@ from .opset import (
     all_nodes,
     lower_opset,
 )
-from .surgery import HalfPrecision, decompose_layer_norms
+from .surgery import HalfPrecision, decompose_layer_norms, float32_islands
 
 log = logging.getLogger("segformer_lab")
 
@@ -178,6 +178,8 @@ def export_onnx(
         dynamic_shapes = None
     program = _torch_export(graph_model, example, max(opset, EXPORTER_OPSET), dynamic_shapes)
     proto = lower_opset(program.model_proto, opset)
+    if fp16:
+        float32_islands(proto)  # LayerNorm and Softmax in float32: no float16 overflow in any runtime
     got_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     op_types = dict(Counter(node.op_type for node in all_nodes(proto.graph)).most_common())
     if got_opset != opset:

@@ -7,7 +7,9 @@ a, b, a, b, ...), so that drift on a shared machine hits all alike and their rat
 meaningful even when the absolute medians move. That holds for several registered
 models (``bench segformer_b0 segformer_b0_rope_axial``) and for transformers'
 ``SegformerForSemanticSegmentation`` with the same weights (``--compare-hf``), and for
-the same model exported to ONNX and run by onnxruntime on the CPU (``--onnx``).
+the same model exported to ONNX and run by onnxruntime on the CPU (``--onnx``, with
+``--onnx-precision fp16 int8`` for those exports too), and for ONNX files of any precision
+(``bench --onnx a.onnx b-int8.onnx``: each against the first).
 
 ``--train`` times training steps instead: forward, the loss on labels at the input size,
 backward and an AdamW step, for our models (fused upsampled cross-entropy) and, with
@@ -35,10 +37,11 @@ from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
-from ..export import export_onnx, onnx_session, require_export_packages
+from ..export import export_int8, export_onnx, onnx_session, require_export_packages
 from ..models import SegmentationModel, create_model, open_model
 from ..models.hub import parse_hub_id
 from .bench_data import print_data_result, run_data_bench
+from .bench_onnx import compare_onnx_files, file_runner, onnx_variant_rows, print_onnx_files
 from .device import (
     PRECISIONS, autocast, check_precision, compiled, environment, first_calls, in_precision, memory_note,
     peak_memory_mib, resolve_device, tensor_bytes,
@@ -50,6 +53,7 @@ from .timing import mib, print_comparison, relative_rows, setting, summarise, ti
 DEFAULT_WARMUP = 2
 DEFAULT_REPEATS = 10
 DEFAULT_DATA_SAMPLES = 48
+ONNX_PRECISIONS = ("fp16", "int8")  # exported on the fly by --onnx-precision (int8: dynamic, there is no data)
 
 
 def benchmark(
@@ -65,6 +69,7 @@ def benchmark(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     compile: dict | None = None,
+    onnx_precisions: tuple[str, ...] = (),
 ) -> dict:
     """Median latency, throughput and peak memory of ``model(random batch)`` in
     eval/inference mode (``train``: of a training step, see ``TrainingStep``) on ``device``
@@ -76,7 +81,9 @@ def benchmark(
     difference. With ``onnx`` the model is exported to ONNX (opset 18, static shape of the
     timed input, float32) and onnxruntime (CPU, as many threads as torch) runs it in the
     same turns; the result adds its latency, ``onnx_speedup`` (PyTorch / onnxruntime) and
-    ``onnx_max_abs_diff``. With ``train`` and ``compare_hf`` the result has ``loss_abs_diff``:
+    ``onnx_max_abs_diff``; each of ``onnx_precisions`` (``ONNX_PRECISIONS``, implies
+    ``onnx``) adds an export in that precision to the turns, reported under
+    ``onnx_variants`` against the float32 file (``onnx_variant_rows``). With ``train`` and ``compare_hf`` the result has ``loss_abs_diff``:
     the two losses on the same batch in eval mode (no dropout) before any step. A model
     built here from a name gets random BatchNorm statistics first; a model passed in keeps
     its weights (it is switched to eval mode; ``train`` or another device works on a copy).
@@ -85,6 +92,7 @@ def benchmark(
     rounds for its peak memory (``peak_memory_mib``).
     """
     _check_counts(batch, repeats, warmup)
+    onnx = onnx or bool(onnx_precisions)
     if train and onnx:
         raise ValueError("--onnx times inference only; it does not combine with --train")
     device = resolve_device(device)
@@ -125,6 +133,8 @@ def benchmark(
         with tempfile.TemporaryDirectory() as directory:
             if onnx:
                 runners["onnxruntime"] = onnx_runner(model, shape, directory)
+            for onnx_precision in onnx_precisions:
+                runners[f"onnxruntime-{onnx_precision}"] = onnx_runner(model, shape, directory, onnx_precision)
             runners, failed = first_calls(runners, pixel_values, compile is not None, inference=not train)
             times, outputs = time_in_turns(runners, pixel_values, warmup, repeats, train, device)
             memory = {name: peak_memory_mib(run, pixel_values, device, tensor_bytes(*owners[name]), not train)
@@ -159,20 +169,26 @@ def benchmark(
         result["onnxruntime"] = {**summarise(times["onnxruntime"], batch), "version": onnxruntime.__version__}
         result["onnx_speedup"] = result["ours"]["median_ms"] / result["onnxruntime"]["median_ms"]
         result["onnx_max_abs_diff"] = (outputs["ours"] - outputs["onnxruntime"]).abs().max().item()
+    if onnx_precisions:
+        names = ["onnxruntime", *(f"onnxruntime-{p}" for p in onnx_precisions)]
+        rows = onnx_variant_rows({n: times[n] for n in names}, {n: outputs[n] for n in names}, batch)
+        result["onnx_variants"] = {p: row for p, row in zip(onnx_precisions, rows[1:])}
     return result
 
 
 def onnx_runner(
-    model: SegmentationModel, shape: tuple[int, ...], directory: str
+    model: SegmentationModel, shape: tuple[int, ...], directory: str, precision: str = "float32"
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``model`` exported to ``directory`` at the static input ``shape`` and loaded in an
-    onnxruntime CPU session with torch's thread count: a callable like the model."""
+    """``model`` exported to ``directory`` at the static input ``shape`` (int8: dynamic
+    shapes, dynamic quantisation) and loaded in an onnxruntime CPU session with torch's
+    thread count: a callable like the model."""
     require_export_packages()
-    path = os.path.join(directory, "model.onnx")
-    export_onnx(model, path, static_size=shape[2:], batch=shape[0], check=False)
-    session = onnx_session(path, threads=torch.get_num_threads())
-    name = session.get_inputs()[0].name
-    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+    path = os.path.join(directory, f"model-{precision}.onnx")
+    if precision == "int8":
+        export_int8(model, path, check=False)
+    else:
+        export_onnx(model, path, static_size=shape[2:], batch=shape[0], fp16=precision == "fp16", check=False)
+    return file_runner(path)
 
 
 def compare_models(
@@ -306,8 +322,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"timed rounds (default: {DEFAULT_REPEATS}); with --data timed samples (default: "
                         f"{DEFAULT_DATA_SAMPLES})")  # fmt: skip
     p.add_argument("--compare-hf", action="store_true", help="also time transformers' SegFormer with the same weights")
-    p.add_argument("--onnx", action="store_true",
-                   help="also time the model exported to ONNX in onnxruntime (CPU), in turns with PyTorch eager")
+    p.add_argument("--onnx", nargs="*", default=None, metavar="FILE",
+                   help="also time the model exported to ONNX in onnxruntime (CPU), in turns with PyTorch eager; "
+                   "with FILEs and no MODEL, time those ONNX files (any precision) in turns, each against the first")
+    p.add_argument("--onnx-precision", nargs="+", choices=ONNX_PRECISIONS, default=(), metavar="P",
+                   help="with --onnx and a MODEL, also export in these precisions (fp16; int8: dynamic "
+                   "quantisation) and time them in turns against the float32 file")
     p.add_argument("--train", action="store_true",
                    help="time training steps on random labels at the input size (training mode, AdamW)")
     p.add_argument("--data", nargs="?", const="synthetic", default=None, metavar="SOURCE",
@@ -325,6 +345,14 @@ def run(args: argparse.Namespace) -> int:
         result = run_data_bench(args.data, args.pipeline, args.repeats or DEFAULT_DATA_SAMPLES, args.warmup)
         print(json.dumps(result, indent=2)) if args.json else print_data_result(result)
         return 0
+    if args.onnx and args.models:
+        raise ValueError("bench --onnx FILE ... times ONNX files; give no MODEL with them")
+    if args.onnx:
+        return print_onnx_files(compare_onnx_files(args.onnx, tuple(args.size), args.batch, args.threads,
+                                                   args.warmup, args.repeats or DEFAULT_REPEATS), args.json)
+    if args.onnx_precision and args.onnx is None:
+        raise ValueError("--onnx-precision goes with --onnx")
+    args.onnx = args.onnx is not None
     if not args.models:
         raise ValueError("give at least one MODEL (or --data)")
     args.repeats = args.repeats or DEFAULT_REPEATS
@@ -339,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = benchmark(
             names[0], tuple(args.size), args.batch, args.threads, args.warmup, args.repeats, args.compare_hf,
-            args.onnx, args.train, **device_options,
+            args.onnx, args.train, **device_options, onnx_precisions=tuple(args.onnx_precision),
         )
     except ModuleNotFoundError as err:
         print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
@@ -376,6 +404,10 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"  speed-up (PyTorch eager / onnxruntime): {result['onnx_speedup']:.2f}x")
         print(f"  max abs logit difference (onnxruntime): {result['onnx_max_abs_diff']:.2e}")
+        for precision, row in result.get("onnx_variants", {}).items():
+            print(f"  onnxruntime {precision:<5} {row['median_ms']:6.1f} ms  speed-up over float32 onnxruntime "
+                  f"{row['speedup']:.2f}x, argmax agreement {100 * row['argmax_agreement']:.2f}%, "
+                  f"max abs diff {row['max_abs_diff']:.2e}")
     print(f"  ({result['memory']})")
     return 0
 

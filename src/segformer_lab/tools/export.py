@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..data import build_dataset, build_transforms
+from ..engine import DEFAULTS, load_for_eval
 from ..export import (
     DEFAULT_OPSET,
     EXPORT_EXTRA_HINT,
     FP16_RTOL,
+    INT8_MIN_AGREEMENT,
     MAX_OPSET,
     MIN_DYNAMIC_SIDE,
     MIN_OPSET,
@@ -21,8 +24,13 @@ from ..export import (
     export_onnx,
     require_export_packages,
 )
+from ..export.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
+from ..export.quantize import DEFAULT_DYNAMIC, DEFAULT_STATIC, RECIPES, export_int8
 from ..models import CheckpointError, open_model, save_transformers
 from .options import positive_int
+
+QUANTISED_OP_NAMES = {"MatMulIntegerToFloat", "DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear",
+                      "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,29 +57,86 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="batch size of a --static export (default 1)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute, float32 input/output "
                    f"(checked to {FP16_RTOL:.0e} x max(1, max |logit|))")
+    p.add_argument("--int8", action="store_true",
+                   help="INT8 with onnxruntime's quantisation: static (calibrated) with --calibrate, else dynamic "
+                   f"(no data; weights int8, activations quantised at run time); checked by argmax agreement >= "
+                   f"{100 * INT8_MIN_AGREEMENT:.0f}%% with PyTorch")  # fmt: skip
+    p.add_argument("--calibrate", metavar="FORMAT:ROOT",
+                   help="--int8 calibration data, through the model's validation transforms (the run's, else 'val')")
+    p.add_argument("--calib-images", type=positive_int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N",
+                   help=f"calibration images, spread over the split (default {DEFAULT_CALIBRATION_IMAGES})")
+    p.add_argument("--calib-split", metavar="SPLIT",
+                   help="calibration split (default: the run's training split, else 'training')")
+    p.add_argument("--int8-recipe", choices=list(RECIPES), metavar="NAME",
+                   help=f"what --int8 quantises: {', '.join(RECIPES)} (default {DEFAULT_STATIC} with --calibrate, "
+                   f"{DEFAULT_DYNAMIC} without; see docs/deploy.md)")  # fmt: skip
     p.add_argument("--num-classes", type=positive_int, metavar="K",
                    help="classes of a registered model (default: its own)")
     p.add_argument("--no-check", action="store_true", help="write the file without running it in onnxruntime")
+
+
+def check_int8_options(args: argparse.Namespace) -> None:
+    """Refuse INT8 options that do not go together, before anything is loaded."""
+    int8_only = [name for name, value in (("--calibrate", args.calibrate), ("--int8-recipe", args.int8_recipe),
+                                          ("--calib-split", args.calib_split)) if value]  # fmt: skip
+    if not args.int8:
+        if int8_only:
+            raise ValueError(f"{int8_only[0]} applies to --int8 exports only")
+        return
+    if args.fp16 or args.static:
+        raise ValueError("--int8 does not combine with --fp16 or --static (INT8 files keep dynamic height and width)")
+    if args.int8_recipe and RECIPES[args.int8_recipe].static != bool(args.calibrate):
+        need = "needs --calibrate FORMAT:ROOT" if RECIPES[args.int8_recipe].static else "takes no --calibrate"
+        raise ValueError(f"--int8-recipe {args.int8_recipe} is {RECIPES[args.int8_recipe].mode}: it {need}")
+
+
+def calibration_data(args: argparse.Namespace, model, run: dict | None):
+    """The calibration images of ``--calibrate FORMAT:ROOT``: the split through the model's
+    validation transforms, built as ``eval`` builds them; a class count other than the
+    model's, or an empty split, is refused naming the option."""
+    fmt, sep, root = args.calibrate.partition(":")
+    if not sep or not root:
+        raise ValueError(f"--calibrate must be FORMAT:ROOT, got {args.calibrate!r}")
+    config = run or DEFAULTS
+    split = args.calib_split or config["data"]["train_split"]
+    params = dict(config["data"]["val_transforms"])
+    options = config["data"]["options"] if run and run["data"]["format"] == fmt else {}
+    try:
+        dataset = build_dataset(fmt, root, split, transforms=build_transforms(params.pop("name"), **params),
+                                num_classes=model.config.num_classes, **options)
+    except ValueError as err:
+        raise ValueError(f"--calibrate {args.calibrate} [{split}]: {err}") from err
+    return calibration_images(dataset, args.calib_images), f"{fmt}:{root} [{split}]"
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch != 1 and args.static is None:
         raise ValueError("--batch sets the batch of a --static export (dynamic exports take any batch)")
     if args.transformers:
-        onnx_only = [f"--{k.replace('_', '-')}" for k in ("static", "fp16", "no_check") if getattr(args, k)]
+        onnx_only = [f"--{k.replace('_', '-')}" for k in ("static", "fp16", "int8", "calibrate", "no_check")
+                     if getattr(args, k)]  # fmt: skip
         onnx_only += ["--opset"] if args.opset != DEFAULT_OPSET else []
         if onnx_only:
             raise ValueError(f"{', '.join(onnx_only)}: options of --onnx, not of --transformers")
         model = open_model(args.source, num_classes=args.num_classes)
         print(f"wrote {model.config.name} for transformers to {save_transformers(model, args.transformers)}")
         return 0
+    check_int8_options(args)
+    quantised = None
     try:
         require_export_packages()
-        model = open_model(args.source, num_classes=args.num_classes)
-        result = export_onnx(
-            model, args.onnx, opset=args.opset, static_size=args.static, batch=args.batch, fp16=args.fp16,
-            check=not args.no_check,
-        )  # fmt: skip
+        if args.int8:
+            model, run_config = load_for_eval(args.source) if args.num_classes is None else (
+                open_model(args.source, num_classes=args.num_classes), None)
+            images, where = calibration_data(args, model, run_config) if args.calibrate else (None, None)
+            result, quantised = export_int8(model, args.onnx, recipe=args.int8_recipe, calibration=images,
+                                            opset=args.opset, check=not args.no_check)
+        else:
+            model = open_model(args.source, num_classes=args.num_classes)
+            result = export_onnx(
+                model, args.onnx, opset=args.opset, static_size=args.static, batch=args.batch, fp16=args.fp16,
+                check=not args.no_check,
+            )  # fmt: skip
     except (ModuleNotFoundError, CheckpointError) as err:
         print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -80,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     shape = "[" + ", ".join(map(str, result.input_shape)) + "]"
     precision = "float16 (float32 input/output)" if result.fp16 else "float32"
+    if quantised is not None and quantised["mode"] == "static":
+        precision = (f"INT8 static (recipe {quantised['recipe']}, calibrated on {quantised['calibration_images']} "
+                     f"images of {where})")
+    elif quantised is not None:
+        precision = f"INT8 DYNAMIC (recipe {quantised['recipe']}: no calibration data, activations quantised at run time)"
     print(
         f"exported {result.model} to {result.path}: opset {result.opset}, input {shape} "
         f"({'dynamic batch/height/width, H and W >= ' + str(MIN_DYNAMIC_SIDE) if result.dynamic else 'static'}), "
@@ -91,4 +161,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  check (onnxruntime vs PyTorch): {describe_checks(result.checks)}: OK")
     else:
         print("  not checked (--no-check)")
+    if quantised is not None:
+        print(f"  {quantised['description']}; ops: " + ", ".join(f"{k} {v}" for k, v in quantised["op_types"].items()
+                                                               if k in QUANTISED_OP_NAMES))
     return 0

@@ -1,0 +1,74 @@
+"""``bench --onnx FILE ...``: ONNX files of any precision timed in turns in onnxruntime
+(CPU), each against the first, with the argmax agreement and the largest logit
+difference; and the rows ``bench MODEL --onnx --onnx-precision fp16 int8`` reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from typing import Callable
+
+import torch
+
+from ..export import onnx_session, require_export_packages
+from .timing import relative_rows, time_in_turns, torch_threads
+
+
+def file_runner(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An ONNX file in an onnxruntime CPU session with torch's thread count, as a callable."""
+    session = onnx_session(path, threads=torch.get_num_threads())
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def onnx_variant_rows(times: dict[str, list[float]], outputs: dict[str, torch.Tensor], batch: int) -> list[dict]:
+    """``relative_rows`` of ONNX runners timed in turns, each against the first, plus
+    ``speedup`` (the first's time over this one's: median of per-round ratios), the max
+    abs logit difference and the argmax agreement with the first's output."""
+    rows = relative_rows(times, batch)
+    reference, first_times = outputs[rows[0]["model"]], times[rows[0]["model"]]
+    for row in rows:
+        row["speedup"] = statistics.median(f / t for f, t in zip(first_times, times[row["model"]]))
+        out = outputs[row["model"]]
+        row["max_abs_diff"] = (out - reference).abs().max().item()
+        row["argmax_agreement"] = (out.argmax(1) == reference.argmax(1)).float().mean().item()
+    return rows
+
+
+def compare_onnx_files(
+    paths: list[str], size: tuple[int, int], batch: int, threads: int | None, warmup: int, repeats: int
+) -> dict:
+    """ONNX files of any precision (float32, fp16, int8) timed in turns on the same random
+    input, each against the first (``onnx_variant_rows``)."""
+    if batch < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need batch >= 1, repeats >= 1, warmup >= 0; got {batch}, {repeats}, {warmup}")
+    require_export_packages()
+    import onnxruntime
+
+    with torch_threads(threads):
+        runners = {str(path): file_runner(path) for path in paths}
+        pixel_values = torch.randn((batch, 3, *size), generator=torch.Generator().manual_seed(0))
+        times, outputs = time_in_turns(runners, pixel_values, warmup, repeats)
+        threads_used = torch.get_num_threads()
+    return {
+        "mode": "inference", "input": [batch, 3, *size], "threads": threads_used, "warmup": warmup,
+        "repeats": repeats, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
+        "models": onnx_variant_rows(times, outputs, batch),
+    }  # fmt: skip
+
+
+def print_onnx_files(result: dict, as_json: bool) -> int:
+    """``compare_onnx_files``' table: median, speed-up over the first file, agreement with it."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"input {'x'.join(map(str, result['input']))}, {result['threads']} threads, onnxruntime "
+          f"{result['onnxruntime']} (CPU): median of {result['repeats']} rounds after {result['warmup']} warm-up, "
+          "files timed in turns; speed-up = median over rounds of (first / this)")  # fmt: skip
+    width = max(len(r["model"]) for r in result["models"])
+    print(f"  {'file':<{width}} {'median ms':>10} {'speed-up':>9} {'argmax agree':>13} {'max |diff|':>11}")
+    for r in result["models"]:
+        print(f"  {r['model']:<{width}} {r['median_ms']:>10.1f} {r['speedup']:>8.2f}x "
+              f"{100 * r['argmax_agreement']:>12.2f}% {r['max_abs_diff']:>11.3g}")
+    return 0

@@ -1,0 +1,194 @@
+"""INT8 exports (static: calibrated on dataset images; dynamic: no data), their checks and
+labels, bad calibration data, and ``bench --onnx`` over files of any precision."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import segformer_lab as sl
+from datasets_on_disk import folder_mask, make_folder
+from segformer_lab import export
+from segformer_lab.cli import main
+from segformer_lab.export.calibration import calibration_indices
+from segformer_lab.export.quantize import CalibrationReader, kept_float_nodes
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+CLASSES = ("sky", "road", "car")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ckpt")
+    config = sl.get_config("segformer_b0", num_classes=len(CLASSES)).with_stages(depth=1)
+    torch.manual_seed(0)
+    sl.create_model(config=config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("data"), {s: folder_mask() for s in ("a", "b", "c")}, CLASSES)
+
+
+def metadata(path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def dequantized_inputs(path) -> set[str]:
+    """Names of the nodes that take an input from a DequantizeLinear (i.e. run quantised)."""
+    graph = onnx.load(str(path)).graph
+    dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in graph.node if n.op_type != "QuantizeLinear" and set(n.input) & dq_outputs}
+
+
+def test_static_int8_export_calibrated_on_a_dataset(checkpoint, data, tmp_path, capsys):
+    """export --int8 --calibrate: QDQ file with dynamic H/W, calibrated on the dataset's
+    images through the validation transforms, labelled static in the output and the
+    metadata; the weight MatMuls are quantised, the depthwise convolutions, attention
+    products, LayerNorm and Softmax are not; onnxruntime agrees with PyTorch at a size
+    the export did not check."""
+    out = tmp_path / "b0-int8.onnx"
+    argv = ["export", str(checkpoint), "--onnx", str(out), "--int8", "--calibrate", f"folder:{data}",
+            "--calib-split", "train", "--calib-images", "2"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"INT8 static (recipe static, calibrated on 2 images of folder:{data} [train])" in text
+    assert "argmax agreement" in text and ": OK" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b0-int8.onnx"]  # no temporary file left
+    assert metadata(out)["precision"] == "int8-static" and metadata(out)["int8_recipe"] == "static"
+    dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+    assert all(dims[i].dim_param for i in (0, 2, 3))
+    graph = onnx.load(str(out)).graph
+    quantised = dequantized_inputs(out)
+    nodes = {n.name: n for n in graph.node}
+    assert any(nodes[name].op_type == "MatMul" for name in quantised)
+    assert all(nodes[name].op_type == "MatMul" for name in quantised)  # no conv, norm, softmax, resize
+    weights = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "DequantizeLinear"
+                                                    for o in n.output}  # fmt: skip
+    attention = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] not in weights]
+    assert attention and not set(attention) & quantised
+
+    model = sl.load_model(checkpoint).eval()
+    x = torch.randn(1, 3, 128, 96, generator=torch.Generator().manual_seed(1))
+    session = export.onnx_session(out)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert got.shape == expected.shape
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= export.INT8_MIN_AGREEMENT
+    assert 0 < np.abs(got - expected).max() < 0.2 * np.abs(expected).max()  # quantised, not broken
+
+
+def test_dynamic_int8_is_the_labelled_no_data_fallback(checkpoint, tmp_path, capsys):
+    out = tmp_path / "b0-int8-dynamic.onnx"
+    assert main(["export", str(checkpoint), "--onnx", str(out), "--int8"]) == 0
+    text = capsys.readouterr().out
+    assert "INT8 DYNAMIC (recipe dynamic: no calibration data, activations quantised at run time)" in text
+    assert metadata(out)["precision"] == "int8-dynamic"
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "QuantizeLinear" not in ops
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--int8", "--calibrate", "folder:{data}", "--calib-split", "train"],
+     "--calibrate folder:{data} [train]: {data}: dataset has 3 classes, caller expects num_classes=4"),
+    (["--int8", "--calibrate", "folder:{data}", "--calib-split", "val"], "--calibrate folder:{data} [val]: "),
+    (["--int8", "--calibrate", "nowhere"], "--calibrate must be FORMAT:ROOT, got 'nowhere'"),
+    (["--calibrate", "folder:{data}"], "--calibrate applies to --int8 exports only"),
+    (["--int8", "--fp16"], "--int8 does not combine with --fp16 or --static"),
+    (["--int8", "--int8-recipe", "static"], "--int8-recipe static is static: it needs --calibrate FORMAT:ROOT"),
+])  # fmt: skip
+def test_bad_int8_options_and_calibration_data_are_refused(data, tmp_path, capsys, argv, message):
+    """Wrong class count and an empty or missing split are refused naming --calibrate and
+    the split, before anything is exported; options that do not go together, up front."""
+    (data / "images" / "val").mkdir(parents=True, exist_ok=True)  # an empty split
+    (data / "masks" / "val").mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "m.onnx"
+    argv = [a.format(data=data) for a in argv]
+    assert main(["export", "segformer_b0", "--num-classes", "4", "--onnx", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message.format(data=data) in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_calibration_images_are_spread_over_the_split_and_read_one_at_a_time():
+    assert calibration_indices(10, 4) == [0, 2, 5, 7]
+    assert calibration_indices(3, 16) == [0, 1, 2]
+    with pytest.raises(ValueError, match="calibration split is empty"):
+        calibration_indices(0, 4)
+    images = [np.full((1, 3, 64, 64), i, np.float32) for i in range(3)]
+    reader = CalibrationReader(images)
+    assert len(reader) == 3
+    reader.set_range(1, 2)  # the quantiser's strided mode: one image, reduced, then the next
+    assert reader.get_next()["pixel_values"][0, 0, 0, 0] == 1 and reader.get_next() is None
+
+
+def test_recipes_keep_depthwise_and_attention_in_float(tmp_path):
+    """kept_float_nodes: grouped convolutions and MatMuls of two activations."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Conv", ["x", "w_dw"], ["d"], group=4, name="dw"),
+             helper.make_node("Conv", ["d", "w_pw"], ["p"], name="pw"),
+             helper.make_node("MatMul", ["p", "w_mm"], ["m"], name="proj"),
+             helper.make_node("MatMul", ["m", "m"], ["a"], name="attn")]  # fmt: skip
+    inits = [numpy_helper.from_array(np.ones(s, np.float32), n)
+             for n, s in (("w_dw", (4, 1, 3, 3)), ("w_pw", (4, 4, 1, 1)), ("w_mm", (4, 4)))]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4])],
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, None)], initializer=inits)
+    path = tmp_path / "g.onnx"
+    onnx.save_model(helper.make_model(graph), str(path))
+    assert kept_float_nodes(path, export.RECIPES["static"]) == ["dw", "attn"]
+    assert kept_float_nodes(path, export.RECIPES["static-naive"]) == []
+
+
+def test_bench_times_onnx_files_of_any_precision(checkpoint, tmp_path, capsys):
+    """bench --onnx FILE ...: files timed in turns against the first, with agreement; and
+    bench MODEL --onnx --onnx-precision fp16 int8 exports those on the fly."""
+    model = sl.load_model(checkpoint)
+    float_path, int8_path = tmp_path / "f32.onnx", tmp_path / "int8.onnx"
+    export.export_onnx(model, float_path, check=False)
+    export.export_int8(model, int8_path, check=False)
+    argv = ["bench", "--onnx", str(float_path), str(int8_path), "--size", "64", "64", "--warmup", "0",
+            "--repeats", "3", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["models"]
+    assert [r["model"] for r in rows] == [str(float_path), str(int8_path)]
+    assert rows[0]["speedup"] == 1.0 and rows[0]["argmax_agreement"] == 1.0 and rows[0]["max_abs_diff"] == 0
+    assert rows[1]["median_ms"] > 0 and 0 < rows[1]["max_abs_diff"] < 1 and rows[1]["argmax_agreement"] > 0.8
+    argv = ["bench", "segformer_b0", "--onnx", "--onnx-precision", "fp16", "int8", "--size", "64", "64",
+            "--warmup", "0", "--repeats", "1", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    variants = json.loads(capsys.readouterr().out)["onnx_variants"]
+    assert set(variants) == {"fp16", "int8"}
+    assert variants["fp16"]["max_abs_diff"] < 1e-2 and variants["int8"]["argmax_agreement"] > 0.8
+    assert main(["bench", "segformer_b0", "--onnx-precision", "int8"]) == 2
+    assert "--onnx-precision goes with --onnx" in capsys.readouterr().err
+
+
+def test_dynamic_quantisation_of_gemms_sharing_a_computed_input(tmp_path):
+    """Two Gemms reading one computed (not stored) transposed matrix, as BoostFormer's
+    folded decoder: onnxruntime's dynamic quantiser alone writes a file that does not load
+    (a Transpose output defined twice); with own_gemm_inputs it loads and computes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Mul", ["w", "two"], ["computed"]),  # w is an input: nothing to fold
+             helper.make_node("Gemm", ["x", "computed"], ["y1"], transB=1, name="g1"),
+             helper.make_node("Add", ["x", "x"], ["twice_x"]),  # another input: the Gemms stay two
+             helper.make_node("Gemm", ["twice_x", "computed"], ["y2"], transB=1, name="g2"),
+             helper.make_node("Add", ["y1", "y2"], ["y"])]  # fmt: skip
+    inits = [numpy_helper.from_array(np.array(2.0, np.float32), "two")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+              helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 4])]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                              initializer=inits)
+    path, out = tmp_path / "g.onnx", tmp_path / "q.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    export.quantize_onnx(path, out, "dynamic")
+    x, w = np.ones((2, 4), np.float32), np.arange(12, dtype=np.float32).reshape(3, 4)
+    (y,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x, "w": w})
+    np.testing.assert_allclose(y, 3 * x @ (2 * w).T, rtol=0.05)
