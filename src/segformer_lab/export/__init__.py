@@ -12,18 +12,20 @@ and imported by the functions that need them. The ``export`` command is
 
 Modules: ``exporter`` (export_onnx, ExportResult), ``opset`` (opset range, lower_opset),
 ``surgery`` (DecomposedLayerNorm, HalfPrecision), ``check`` (onnx_session, check_onnx,
-tolerances), ``errors`` (ExportError, require_export_packages).
+tolerances), ``errors`` (ExportError, require_export_packages), ``metadata`` (what a
+file carries for its users: OnnxMetadata, read_metadata).
 """
 
 from .check import FP16_RTOL, TOLERANCE, CheckResult, check_onnx, describe_checks, onnx_session
 from .errors import EXPORT_EXTRA_HINT, ExportError, require_export_packages
 from .exporter import MIN_DYNAMIC_SIDE, ExportResult, export_onnx
+from .metadata import MetadataError, OnnxMetadata, read_metadata
 from .opset import DEFAULT_OPSET, FIRST_OPSET_WITH_LAYER_NORM, MAX_OPSET, MIN_OPSET, lower_opset
 from .surgery import DecomposedLayerNorm, HalfPrecision, decompose_layer_norms
 
 __all__ = [
     "DEFAULT_OPSET", "EXPORT_EXTRA_HINT", "FIRST_OPSET_WITH_LAYER_NORM", "FP16_RTOL", "MAX_OPSET",
     "MIN_DYNAMIC_SIDE", "MIN_OPSET", "TOLERANCE", "CheckResult", "DecomposedLayerNorm", "ExportError",
-    "ExportResult", "HalfPrecision", "check_onnx", "decompose_layer_norms", "describe_checks",
-    "export_onnx", "lower_opset", "onnx_session", "require_export_packages",
+    "ExportResult", "HalfPrecision", "MetadataError", "OnnxMetadata", "check_onnx", "decompose_layer_norms",
+    "describe_checks", "export_onnx", "lower_opset", "onnx_session", "read_metadata", "require_export_packages",
 ]

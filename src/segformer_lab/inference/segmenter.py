@@ -62,6 +62,16 @@ def default_class_names(num_classes: int) -> list[str]:
     return [f"class {k}" for k in range(num_classes)]
 
 
+def resolve_class_names(given: Sequence[str] | None, stored: Sequence[str] | None, num_classes: int) -> list[str]:
+    """``given`` names (one per class, else ``ValueError``), else those stored with the
+    model, else ``default_class_names``."""
+    if given is not None:
+        given = [str(n) for n in given]
+        if len(given) != num_classes:
+            raise ValueError(f"{len(given)} class names for a model with {num_classes} classes")
+    return given or list(stored or ()) or default_class_names(num_classes)
+
+
 # --- the API --------------------------------------------------------------------------
 def _groups(rgbs: list[np.ndarray], batch_size: int, size_of) -> list[list[np.ndarray]]:
     """Consecutive images of equal size (original and model input), at most ``batch_size``."""
@@ -107,6 +117,16 @@ class Segmenter:
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
+        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
+        self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
+        self.num_classes = self.model.config.num_classes
+        self.class_names = resolve_class_names(
+            class_names, checkpoint_class_names(checkpoint_or_model, self.num_classes), self.num_classes
+        )
+        self.palette = palette_for(self.num_classes)
+
+    def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of) -> None:
+        """Check and keep the inference settings (shared with ``OnnxSegmenter``)."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
         if size is not None and (len(size) != 2 or min(size) < SegmentationModel.min_size):
@@ -114,22 +134,10 @@ class Segmenter:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: CUDA is not available in this torch build or machine")
-        self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
-        self.num_classes = self.model.config.num_classes
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.mode, self.crop, self.stride = mode, crop, stride
         self.scales, self.flip = tuple(scales), flip
         self.multiple_of = multiple_of
-        if class_names is not None:
-            class_names = [str(n) for n in class_names]
-            if len(class_names) != self.num_classes:
-                raise ValueError(f"{len(class_names)} class names for a model with {self.num_classes} classes")
-        self.class_names = (
-            class_names
-            or checkpoint_class_names(checkpoint_or_model, self.num_classes)
-            or default_class_names(self.num_classes)
-        )
-        self.palette = palette_for(self.num_classes)
 
     def __repr__(self) -> str:
         return (

@@ -1,5 +1,6 @@
-"""``segformer-lab eval``: mIoU, mAcc, aAcc and per-class scores of a checkpoint on a
-dataset, with sliding-window / multi-scale / flip inference and resolution sweeps.
+"""``segformer-lab eval``: mIoU, mAcc, aAcc and per-class scores of a checkpoint (or of an
+exported ``.onnx`` file, in onnxruntime) on a dataset, with sliding-window / multi-scale /
+flip inference and resolution sweeps.
 
 Settings not given on the command line come from the run's config when the checkpoint
 belongs to a run (its data, validation transforms and inference mode).
@@ -17,13 +18,15 @@ import torch
 
 from ..data import build_dataset, build_transforms
 from ..engine import DEFAULTS, evaluate, load_for_eval
+from ..engine.evaluation import class_count
 from ..inference import MODES
-from .options import non_negative_int, positive_int, positive_int_list
+from .options import add_onnx_arguments, non_negative_int, onnx_options, positive_int, positive_int_list
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Evaluate a run directory, a run's .ckpt or any checkpoint load_model reads. Scores are "
+        "Evaluate a run directory, a run's .ckpt, any checkpoint load_model reads or an exported .onnx file "
+        "(in onnxruntime, with the same transforms, inference and metrics). Scores are "
         "mmseg's (one confusion matrix over the set; nanmean over classes). Predictions are upsampled to "
         "the original label size."
     )
@@ -46,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", type=non_negative_int, default=2, help="data loading processes (default 2)")
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable samples out instead of failing")
+    add_onnx_arguments(p)
 
 
 def percent(value: torch.Tensor | float) -> float | None:
@@ -65,7 +69,7 @@ def show(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, run = load_for_eval(args.checkpoint)
+    model, run = load_for_eval(args.checkpoint, **onnx_options(args))
     config = run or DEFAULTS
     if args.data:
         fmt, sep, root = args.data.partition(":")
@@ -85,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
         transforms = dict(config["data"]["val_transforms"])
     params = dict(transforms)
     dataset = build_dataset(fmt, root, split, transforms=build_transforms(params.pop("name"), **params),
-                            num_classes=model.config.num_classes, skip_bad=args.skip_bad, **options)
+                            num_classes=class_count(model), skip_bad=args.skip_bad, **options)
     inference = {key: config["val"][key] if getattr(args, key) is None else getattr(args, key)
                  for key in ("mode", "crop", "stride", "scales", "flip")}
     results = evaluate(model, dataset, sizes=args.sizes, device=args.device, num_workers=args.num_workers,
                        **inference)
-    names = list(getattr(dataset, "classes", None) or [str(i) for i in range(model.config.num_classes)])
+    names = list(getattr(dataset, "classes", None) or [str(i) for i in range(class_count(model))])
     rows = [report(scores, names, size) for size, scores in results.items()]
 
     print(f"{args.checkpoint} on {fmt}:{root} [{split}], {len(dataset)} images, "

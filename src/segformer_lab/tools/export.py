@@ -1,11 +1,16 @@
 """``segformer-lab export``: a checkpoint or registered model to ONNX, checked against
-PyTorch with onnxruntime. The work is ``segformer_lab.export``; this module parses the
-command line and prints the result."""
+PyTorch with onnxruntime, and with ``--report`` the parity report on a dataset
+(``parity``). The work is ``segformer_lab.export``; this module parses the command line
+and prints the result."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+import torch
+
+from .._io import write_json
 
 from ..export import (
     DEFAULT_OPSET,
@@ -20,8 +25,12 @@ from ..export import (
     export_onnx,
     require_export_packages,
 )
+from ..engine.evaluation import run_config
+from ..inference import OnnxModel, checkpoint_class_names, palette_for
+from ..inference.segmenter import resolve_class_names
 from ..models import CheckpointError, open_model
-from .options import positive_int
+from .options import data_spec, positive_int
+from .parity import format_report, parity_report, report_data
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +55,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=positive_int, metavar="K",
                    help="classes of a registered model (default: its own)")
     p.add_argument("--no-check", action="store_true", help="write the file without running it in onnxruntime")
+    report = p.add_argument_group("parity report (PyTorch float32 against the ONNX files on a dataset)")
+    report.add_argument("--report", type=data_spec, metavar="FORMAT:ROOT",
+                        help="after the export, score PyTorch and the file on the validation split (the run's "
+                        "transforms and inference settings, else the defaults): mIoU, max abs score difference, "
+                        "argmax agreement, onnxruntime latency in turns")
+    report.add_argument("--compare", nargs="+", default=[], metavar="FILE.onnx",
+                        help="more exported files of the same model in the report (e.g. the float16 and int8 ones)")
+    report.add_argument("--report-json", metavar="OUT.json", help="also write the report as JSON")
+    report.add_argument("--report-size", nargs=2, type=positive_int, default=(512, 512), metavar=("H", "W"),
+                        help="latency input size (default 512 512)")
+    report.add_argument("--report-repeats", type=positive_int, default=20, metavar="N",
+                        help="latency rounds after 2 warm-up rounds (default 20)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,9 +75,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         require_export_packages()
         model = open_model(args.source, num_classes=args.num_classes)
+        classes = model.config.num_classes
+        if args.report:  # what the report needs is checked before the export
+            dataset, inference = report_data(args.report, run_config(args.source), classes)
+            others = [OnnxModel(path, threads=torch.get_num_threads()) for path in args.compare]
+        elif args.compare or args.report_json:
+            raise ValueError("--compare and --report-json go with --report FORMAT:ROOT")
+        names = resolve_class_names(None, checkpoint_class_names(args.source, classes), classes)
         result = export_onnx(
             model, args.onnx, opset=args.opset, static_size=args.static, batch=args.batch, fp16=args.fp16,
-            check=not args.no_check,
+            check=not args.no_check, class_names=names, palette=palette_for(classes).tolist(),
         )  # fmt: skip
     except (ModuleNotFoundError, CheckpointError) as err:
         print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
@@ -77,4 +105,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  check (onnxruntime vs PyTorch): {describe_checks(result.checks)}: OK")
     else:
         print("  not checked (--no-check)")
+    if args.report:
+        files = [OnnxModel(result.path, threads=torch.get_num_threads()), *others]
+        report = parity_report(model, files, dataset, inference, size=args.report_size, repeats=args.report_repeats)
+        print(format_report(report))
+        if args.report_json:
+            write_json(args.report_json, report)
     return 0
