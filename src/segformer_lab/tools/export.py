@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         print("  not checked (--no-check)")
     if args.report:
         files = [OnnxModel(result.path, threads=torch.get_num_threads()), *others]
-        report = parity_report(model, files, dataset, inference, size=args.report_size, repeats=args.report_repeats)
+        report = parity_report(model, files, dataset, inference, size=args.report_size, repeats=args.report_repeats,
+                               progress=True)
         print(format_report(report))
         if args.report_json:
             write_json(args.report_json, report)
