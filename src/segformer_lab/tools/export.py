@@ -31,6 +31,7 @@ from ..inference.segmenter import resolve_class_names
 from ..models import CheckpointError, open_model
 from .options import data_spec, positive_int
 from .parity import format_report, parity_report, report_data
+from .timing import torch_threads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,6 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         help="latency input size (default 512 512)")
     report.add_argument("--report-repeats", type=positive_int, default=20, metavar="N",
                         help="latency rounds after 2 warm-up rounds (default 20)")
+    report.add_argument("--report-threads", type=positive_int, metavar="N",
+                        help="threads of PyTorch and onnxruntime in the report (default: torch's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,9 +81,10 @@ def run(args: argparse.Namespace) -> int:
         classes = model.config.num_classes
         if args.report:  # what the report needs is checked before the export
             dataset, inference = report_data(args.report, run_config(args.source), classes)
-            others = [OnnxModel(path, threads=torch.get_num_threads()) for path in args.compare]
-        elif args.compare or args.report_json:
-            raise ValueError("--compare and --report-json go with --report FORMAT:ROOT")
+            threads = args.report_threads or torch.get_num_threads()
+            others = [OnnxModel(path, threads=threads) for path in args.compare]
+        elif args.compare or args.report_json or args.report_threads:
+            raise ValueError("--compare, --report-json and --report-threads go with --report FORMAT:ROOT")
         names = resolve_class_names(None, checkpoint_class_names(args.source, classes), classes)
         result = export_onnx(
             model, args.onnx, opset=args.opset, static_size=args.static, batch=args.batch, fp16=args.fp16,
@@ -106,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("  not checked (--no-check)")
     if args.report:
-        files = [OnnxModel(result.path, threads=torch.get_num_threads()), *others]
-        report = parity_report(model, files, dataset, inference, size=args.report_size, repeats=args.report_repeats,
-                               progress=True)
+        files = [OnnxModel(result.path, threads=threads), *others]
+        with torch_threads(threads):
+            report = parity_report(model, files, dataset, inference, size=args.report_size,
+                                   repeats=args.report_repeats, progress=True)
         print(format_report(report))
         if args.report_json:
             write_json(args.report_json, report)

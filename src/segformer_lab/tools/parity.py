@@ -79,6 +79,8 @@ def parity_report(model: SegmentationModel, files: Sequence[OnnxModel], dataset:
     """The report as JSON-ready data: ``rows`` (PyTorch first, then each file) with
     ``name``, ``precision``, ``mIoU`` (percent), ``delta_mIoU`` (points from PyTorch),
     ``max_abs_diff``, ``agreement`` (fraction), ``median_ms`` and ``relative``."""
+    import onnxruntime
+
     num_classes = model.config.num_classes
     for file in files:
         if file.num_classes != num_classes:
@@ -95,7 +97,8 @@ def parity_report(model: SegmentationModel, files: Sequence[OnnxModel], dataset:
                      "delta_mIoU": score - miou[0], **stats, **times[str(file.path)]})
     return {"model": model.config.name, "images": len(dataset), "inference": inference,
             "latency_input": [1, 3, *size], "latency_reference": reference, "threads": torch.get_num_threads(),
-            "repeats": repeats, "warmup": warmup, "torch": torch.__version__, "rows": rows}
+            "repeats": repeats, "warmup": warmup, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "rows": rows}
 
 
 def format_report(report: dict[str, Any]) -> str:
