@@ -60,6 +60,8 @@ def test_eval_of_a_file_without_metadata_asks_for_its_classes_and_normalisation(
     assert got["mIoU"] == want["mIoU"]
     assert main([*args, "--num-classes", "3", "--mean", "0.5", "0.5", "0.5"]) == 2
     assert "--mean and --std go together" in capsys.readouterr().err
+    assert main(["eval", str(exported_b0[0]), "--data", f"folder:{data}", "--normalization", "half"]) == 2
+    assert "mean, std are for .onnx files without metadata" in capsys.readouterr().err
 
 
 def test_eval_refuses_a_file_that_is_not_a_segmentation_model(data, tmp_path, capsys):
@@ -99,7 +101,7 @@ def test_export_report_compares_pytorch_with_the_exported_files(exported_b0, dat
     out, report = tmp_path / "b0-fp16.onnx", tmp_path / "report.json"
     args = ["export", str(checkpoint), "--onnx", str(out), "--fp16", "--no-check", "--report", f"folder:{data}",
             "--compare", str(float32), "--report-json", str(report), "--report-size", "64", "64",
-            "--report-repeats", "2"]
+            "--report-repeats", "2", "--report-threads", "1"]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "| model | precision | mIoU | Δ mIoU | max abs diff | argmax agreement | latency | relative |" in text
@@ -110,7 +112,7 @@ def test_export_report_compares_pytorch_with_the_exported_files(exported_b0, dat
     assert half["name"] == str(out) and full["name"] == str(float32) and result["latency_reference"] == str(float32)
     assert full["max_abs_diff"] < 1e-4 and full["agreement"] > 0.999 and abs(full["delta_mIoU"]) < 0.1
     assert 0 < half["max_abs_diff"] < 0.1 and half["agreement"] > 0.95
-    assert full["relative"] == 1.0 and all(r["median_ms"] > 0 for r in result["rows"])
+    assert full["relative"] == 1.0 and all(r["median_ms"] > 0 for r in result["rows"]) and result["threads"] == 1
     assert f"| {float32} | float32 |" in text
     session_meta = onnx.load(str(out)).metadata_props
     assert read_metadata({p.key: p.value for p in session_meta}, str(out)).precision == "float16"

@@ -158,6 +158,11 @@ def _positive_int(text: str) -> int:
     return number
 
 
+def normalisation(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``mean`` and ``std`` as 3 floats each (std > 0), else ``MetadataError``."""
+    return _triple(mean, "mean"), _triple(std, "std")
+
+
 def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
     triple = tuple(float(v) for v in values)
     if len(triple) != 3:

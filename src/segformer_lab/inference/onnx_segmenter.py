@@ -27,7 +27,7 @@ import torch
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..export.check import onnx_session
 from ..export.errors import EXPORT_EXTRA_HINT, first_line
-from ..export.metadata import MetadataError, read_metadata
+from ..export.metadata import MetadataError, normalisation, read_metadata
 from .colours import palette_for
 from .segmenter import Segmenter, resolve_class_names
 
@@ -105,10 +105,8 @@ class OnnxModel:
             if num_classes is not None and count is not None and num_classes != count:
                 raise ValueError(f"{self.path}: {num_classes} classes asked for, but {source} says {count}")
         self.num_classes = int(num_classes or stored or fixed)
-        self.mean = tuple(float(v) for v in (mean if mean is not None else self.metadata.mean))
-        self.std = tuple(float(v) for v in (std if std is not None else self.metadata.std))
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"{self.path}: mean and std need 3 values each, std > 0; got {self.mean}, {self.std}")
+        self.mean, self.std = normalisation(mean if mean is not None else self.metadata.mean,
+                                            std if std is not None else self.metadata.std)
         self.name = self.metadata.model if self.metadata else self.path.stem
         self.precision = self.metadata.precision if self.metadata else "unknown"
         self.class_names = list(self.metadata.class_names) if self.metadata and self.metadata.class_names else None
@@ -116,7 +114,8 @@ class OnnxModel:
         # ImageNet-normalised x -> the file's: (x * s0 + m0 - m) / s
         self._scale = torch.tensor(IMAGENET_STD) / torch.tensor(self.std)
         self._shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(self.mean)) / torch.tensor(self.std)
-        self._renormalise = not (torch.allclose(self._scale, torch.ones(3)) and torch.allclose(self._shift, torch.zeros(3)))
+        self._renormalise = not (torch.allclose(self._scale, torch.ones(3))
+                                 and torch.allclose(self._shift, torch.zeros(3)))
         self._dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
 
     def __repr__(self) -> str:
