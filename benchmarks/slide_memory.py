@@ -79,11 +79,15 @@ def reference_logits(model, pixel_values, out_size, mode="whole", crop=512, stri
     return (probabilities / len(views)).log()
 
 
-def reference_labels(*args, probabilities=False, **kwargs):
-    """What ``predict`` and ``eval`` computed before: the argmax of ``reference_logits``."""
+def reference_labels(*args, probabilities=False, confidence=False, **kwargs):
+    """What ``predict`` and ``eval`` computed before: the argmax of ``reference_logits``
+    (with the probabilities and the predicted class's probability, when asked)."""
     logits = reference_logits(*args, **kwargs)
     labels = logits.argmax(1)
-    return (labels, logits.float().softmax(1)) if probabilities else labels
+    if not (probabilities or confidence):
+        return labels
+    p = logits.float().softmax(1)
+    return (labels, *([p] if probabilities else []), *([p.amax(1)] if confidence else []))
 
 
 class StrideFourConv(sl.SegmentationModel):

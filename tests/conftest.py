@@ -75,13 +75,14 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def exported_b0(tmp_path_factory):
-    """``(checkpoint_dir, file.onnx)``: a shallow, randomised 3-class segformer_b0 saved as a
-    checkpoint and exported once per session (dynamic axes, float32, opset 18) with the
-    class names ``EXPORTED_CLASSES`` and colours ``EXPORTED_PALETTE`` in its metadata."""
+    """``(checkpoint_dir, file.onnx)``: a shallow, randomised 3-class segformer_b0 whose
+    config names its classes ``EXPORTED_CLASSES`` and colours them ``EXPORTED_PALETTE``,
+    saved as a checkpoint and exported once per session (dynamic axes, float32, opset 18)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     directory = tmp_path_factory.mktemp("exported_b0")
-    model = randomised(sl.create_model(config=sl.get_config("segformer_b0", num_classes=3).with_stages(depth=1)))
+    config = sl.get_config("segformer_b0", num_classes=3, class_names=EXPORTED_CLASSES, palette=EXPORTED_PALETTE)
+    model = randomised(sl.create_model(config=config.with_stages(depth=1)))
     model.eval().save_pretrained(directory / "checkpoint")
-    export_onnx(model, directory / "b0.onnx", check=False, class_names=EXPORTED_CLASSES, palette=EXPORTED_PALETTE)
+    export_onnx(model, directory / "b0.onnx", check=False)
     return directory / "checkpoint", directory / "b0.onnx"

@@ -56,7 +56,7 @@ def make_ade(tmp_path: Path, stems=("a", "b"), split="training") -> Path:
 def make_folder(tmp_path: Path, masks: dict[str, np.ndarray], classes=("sky", "road", "car")) -> Path:
     root = tmp_path / "mine"
     for stem, mask in masks.items():
-        save(rgb(*mask.shape), root / "images" / "train" / f"{stem}.png")
+        save(rgb(*mask.shape[:2]), root / "images" / "train" / f"{stem}.png")
         save(mask, root / "masks" / "train" / f"{stem}.png")
     (root / "classes.txt").write_text("\n".join(classes) + "\n")
     return root
@@ -92,4 +92,32 @@ def make_tiny(tmp_path: Path) -> Path:
         save(rgb(64, 64), root / "val" / "images" / f"val_{k}.JPEG")
         lines.append(f"val_{k}.JPEG\t{wnid}\t0\t0\t10\t10")
     (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+# Cityscapes label ids: 7 road -> 0, 26 car -> 13, 23 sky -> 10; 0 unlabeled, 9 parking,
+# 34+ (out of the table) -> ignore
+CITYSCAPES_IDS = (7, 26, 23, 0, 9, 40)
+
+
+def cityscapes_ids(h: int = H, w: int = W) -> np.ndarray:
+    mask = np.zeros((h, w), np.uint8)
+    for i, label_id in enumerate(CITYSCAPES_IDS):
+        mask[:, i * w // len(CITYSCAPES_IDS):] = label_id
+    return mask
+
+
+def make_cityscapes(tmp_path: Path, frames=(("aachen", "000000_000019"), ("bonn", "000001_000019")),
+                    splits=("train", "val")) -> Path:
+    """The official layout, with the gtFine files that are not read (colour, instance ids, polygons)."""
+    root = tmp_path / "cityscapes"
+    for split in splits:
+        for city, frame in frames:
+            stem = f"{city}_{frame}"
+            save(rgb(), root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
+            gt = root / "gtFine" / split / city
+            save(cityscapes_ids(), gt / f"{stem}_gtFine_labelIds.png")
+            save(rgb(), gt / f"{stem}_gtFine_color.png")
+            save(np.full((H, W), 26000, np.uint16), gt / f"{stem}_gtFine_instanceIds.png")
+            (gt / f"{stem}_gtFine_polygons.json").write_text("{}")
     return root

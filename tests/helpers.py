@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -26,3 +28,28 @@ def randomised(model: nn.Module, seed: int = 0, scale: float = 0.1) -> nn.Module
             m.running_mean.copy_(5 * scale * torch.randn(m.running_mean.shape, generator=g))
             m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
     return model
+
+
+def hub_cache(cache: Path, repo_id: str, files: Path, revision: str = "main", commit: str | None = None) -> Path:
+    """The files of the directory ``files`` put into the Hugging Face cache ``cache`` as
+    huggingface_hub's ``snapshot_download`` leaves them: ``models--owner--name/`` with
+    ``blobs/<etag>`` (git's blob hash for small files, sha256 for weights, as the Hub's
+    LFS), ``snapshots/<commit>/<file>`` symlinks to them (relative, ``../../blobs/...``)
+    and ``refs/<revision>`` holding the commit. Returns the snapshot directory."""
+    owner, name = repo_id.split("/")
+    storage = cache / f"models--{owner}--{name}"
+    commit = commit or hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
+    snapshot = storage / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (storage / "blobs").mkdir(exist_ok=True)
+    for file in sorted(files.iterdir()):
+        data = file.read_bytes()
+        lfs = file.suffix in (".safetensors", ".bin")
+        etag = hashlib.sha256(data).hexdigest() if lfs else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        blob = storage / "blobs" / etag
+        blob.write_bytes(data)
+        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+    ref = storage / "refs" / revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit)
+    return snapshot

@@ -17,7 +17,7 @@ _EXPORTS = {
     **dict.fromkeys(
         ("CheckpointError", "ConfigError", "DecoderConfig", "ImageClassifier", "ModelConfig", "SegmentationModel",
          "StageConfig", "create_classifier", "create_model", "get_config", "list_models", "load_classifier",
-         "load_model", "load_weights", "mit_stages", "open_model", "register_model"),
+         "load_model", "load_weights", "mit_stages", "open_model", "register_model", "save_transformers"),
         "models",
     ),
     **dict.fromkeys(("OnnxSegmenter", "Segmenter"), "inference"),

@@ -23,7 +23,7 @@ COMMANDS = {
     "bench": ("bench", "measure inference latency or training-step time"),
     "train": ("train", "train a model from an experiment config"),
     "eval": ("evaluate", "evaluate a checkpoint: mIoU, mAcc, aAcc, per class"),
-    "data": ("data", "generate datasets"),
+    "data": ("data", "generate, check and show datasets"),
     "export": ("export", "export a model to ONNX (checked with onnxruntime)"),
     "predict": ("predict", "predict label maps (and colour overlays) for images"),
     "demo": ("demo", "the main job: train and compare SegFormer variants on an embedded dataset, with a report"),
@@ -63,6 +63,10 @@ def _command(argv: list[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+# a path the user named that cannot be used as asked: one line naming it
+FILE_SYSTEM_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
 def user_error(err: BaseException) -> bool:
     """Whether ``err`` is a mistake or fault of the user's input or machine, told in one line:
     any error class of this project (CheckpointError, ConfigError, DataError, ExportError,
@@ -71,7 +75,20 @@ def user_error(err: BaseException) -> bool:
     a bug and keeps its traceback."""
     ours = any(cls.__module__.startswith("segformer_lab.") for cls in type(err).__mro__)
     full = isinstance(err, OSError) and err.errno == errno.ENOSPC
-    return ours or full or isinstance(err, (KeyError, ValueError, FileNotFoundError))
+    return ours or full or isinstance(err, (KeyError, ValueError) + FILE_SYSTEM_ERRORS)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of a user error on one line; a file-system error says which path and
+    what is wrong with it, without Python's ``[Errno N]`` prefix."""
+    if isinstance(err, FILE_SYSTEM_ERRORS) and err.filename is not None and err.strerror:
+        target = f" -> {err.filename2}" if err.filename2 else ""
+        message = f"{err.filename}{target}: {err.strerror.lower()}"
+        if isinstance(err, PermissionError):
+            message += " (check the owner and mode of the path, or choose another)"
+    else:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(message.split())  # one line, whatever the message's own breaks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if args.verbose:
             traceback.print_exc()
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        line = " ".join(str(message).split())  # one line, whatever the message's own breaks
-        print(f"segformer-lab {args.command}: error: {line}", file=sys.stderr)
+        print(f"segformer-lab {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

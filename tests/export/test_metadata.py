@@ -58,10 +58,16 @@ def test_required_keys_are_named_when_missing():
         read_metadata(props, "b0.onnx")
 
 
-def test_export_metadata_checks_one_name_per_class():
-    model = sl.create_model(config=sl.get_config("segformer_b0", num_classes=3).with_stages(depth=1))
-    with pytest.raises(MetadataError, match="2 class_names for 3 classes"):
-        export_metadata(model, 18, "float32", *IMAGENET, class_names=["a", "b"])
+def test_export_metadata_takes_the_models_names_and_colours():
+    config = sl.get_config("segformer_b0", num_classes=2, class_names=["a", "b"], palette=[[1, 2, 3], [4, 5, 6]])
+    got = export_metadata(sl.create_model(config=config.with_stages(depth=1)), 16, "float16", *IMAGENET)
+    assert got == OnnxMetadata(model="segformer_b0", num_classes=2, mean=IMAGENET[0], std=IMAGENET[1],
+                               precision="float16", opset=16, class_names=("a", "b"), palette=((1, 2, 3), (4, 5, 6)))
+    plain_config = config.replace(class_names=None, palette=None).with_stages(depth=1)
+    plain = export_metadata(sl.create_model(config=plain_config), 18, "float32", *IMAGENET)
+    assert plain.class_names is None and plain.palette is None and "class_names" not in plain.to_props()
+    with pytest.raises(MetadataError, match="std values must be positive"):
+        export_metadata(sl.create_model(config=config.with_stages(depth=1)), 18, "float32", IMAGENET[0], (1, 0, 1))
 
 
 def test_an_exported_file_carries_its_metadata(exported_b0):

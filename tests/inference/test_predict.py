@@ -1,7 +1,6 @@
 """Prediction: the ``predict`` command, the ``Segmenter`` API, palettes and overlays, and
 the refusal of checkpoints that would run code when unpickled."""
 
-import json
 import logging
 import os
 
@@ -12,11 +11,7 @@ from PIL import Image
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.inference import (
-    checkpoint_class_names,
-    distinct_palette,
-    input_size,
-)
+from segformer_lab.inference import distinct_palette, input_size
 
 NUM_CLASSES = 4
 
@@ -149,9 +144,6 @@ def test_palettes_and_class_names(checkpoint, tmp_path):
     palette = distinct_palette(40)
     assert len({tuple(c) for c in palette}) == 40 and (palette.max(1) > 0).all()  # distinct, never black
     assert sl.Segmenter(checkpoint).class_names == [f"class {k}" for k in range(NUM_CLASSES)]
-    (tmp_path / "config.json").write_text(json.dumps({"id2label": {str(i): f"thing {i}" for i in range(3)}}))
-    assert checkpoint_class_names(tmp_path, 3) == ["thing 0", "thing 1", "thing 2"]
-    assert checkpoint_class_names(tmp_path, 4) is None
 
 
 def test_overlay_legend_lists_the_classes_present(segmenter):

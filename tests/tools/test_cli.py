@@ -198,6 +198,20 @@ def test_full_disk_is_one_line_and_the_previous_file_kept(bad, tmp_path, monkeyp
     assert (out / "a.png").read_bytes() == b"previous" and sorted(p.name for p in out.iterdir()) == ["a.png"]
 
 
+def test_a_path_without_permission_is_one_line_naming_it(bad, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+
+    def denied(self, fp, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", denied)
+    image = bad["data"] / "images" / "train" / "a.png"
+    assert cli.main(["predict", str(bad["model"]), str(image), "--out", str(out)]) == 2
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith(f"segformer-lab predict: error: {out}") and ": permission denied (check the owner" in line
+    assert "Errno" not in line
+
+
 def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(cli, "build_parser", lambda command: _Broken())
     with pytest.raises(ZeroDivisionError):

@@ -1,4 +1,5 @@
-"""Data: datasets (ADE20K, parquet, folders, Tiny-ImageNet), transforms, palettes, and the
+"""Data: datasets (ADE20K, Cityscapes, parquet, folders, Tiny-ImageNet), transforms, the
+known datasets' class names and palettes, the dataset checker (``diagnose``), and the
 generated scenes dataset (ADE20K layout: load it with the "ade20k" format).
 
 Knows nothing of models. Typical use::
@@ -16,6 +17,7 @@ from .datasets import (
     DATASETS,
     ADE20KDataset,
     BaseDataset,
+    CityscapesDataset,
     DataReport,
     FolderDataset,
     ParquetDataset,
@@ -36,6 +38,15 @@ from .io import (
     decode_mask,
     reduce_zero_label,
 )
+from .palettes import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    KNOWN_PALETTES,
+    VOC_CLASSES,
+    VOC_PALETTE,
+    Palette,
+    read_palette,
+)
 from .scenes import (
     SCENE_AMBIGUOUS_PAIRS,
     SCENE_CLASSES,
@@ -55,7 +66,8 @@ from .transforms import (
 )
 
 __all__ = [
-    "ADE20K_CLASSES", "ADE20K_PALETTE", "DATASETS", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD",
+    "ADE20K_CLASSES", "ADE20K_PALETTE", "CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "DATASETS", "KNOWN_PALETTES",
+    "VOC_CLASSES", "VOC_PALETTE", "CityscapesDataset", "Palette", "read_palette", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD",
     "IMAGE_SUFFIXES", "PIPELINES", "SCENE_AMBIGUOUS_PAIRS", "SCENE_CLASSES", "SCENE_PALETTE",
     "ADE20KDataset", "BaseDataset", "CatMaxRatioCrop", "DataError", "DataReport", "DataWarning",
     "FolderDataset", "ParquetDataset", "PhotoMetricDistortion", "Pipeline", "RandomRescale",

@@ -40,14 +40,14 @@ def load_for_eval(path: str | os.PathLike, **onnx_options: Any
         raise ValueError(f"{path} belongs to a classification run (encoder pre-training), and eval scores "
                          "segmentation: its val/top1 and val/top5 are in its logs; fine-tune it with "
                          f"model.pretrained={path}")
-    return open_model(path), config
+    return open_model(path), config  # ``path`` as given: it may be a Hub id
 
 
 def run_config(path: str | os.PathLike) -> dict[str, Any] | None:
     """The resolved config of the run ``path`` belongs to (a run directory, or a ``.ckpt``
     in its ``checkpoints/``), or None."""
     path = Path(path)
-    if not path.exists():  # e.g. a registered model's name
+    if not path.exists():  # a registered model's name, a Hub id: not their relative parents
         return None
     run_dir = path if path.is_dir() else path.parent.parent
     return resolve_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
@@ -61,9 +61,11 @@ def short_side_resize(pixel_values: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(pixel_values, size=new, mode="bilinear", align_corners=False)
 
 
-def class_count(model: SegmentationModel | OnnxModel) -> int:
-    """The number of classes ``model`` predicts."""
-    return model.num_classes if isinstance(model, OnnxModel) else model.config.num_classes
+def model_classes(model: SegmentationModel | OnnxModel) -> tuple[int, tuple[str, ...] | None]:
+    """The number of classes ``model`` predicts, and their names if it knows them."""
+    if isinstance(model, OnnxModel):
+        return model.num_classes, model.class_names
+    return model.config.num_classes, model.config.class_names
 
 
 @torch.no_grad()
@@ -80,7 +82,7 @@ def evaluate(model: SegmentationModel | OnnxModel, dataset: Dataset, sizes: Sequ
     if not onnx:
         model = model.to(device).eval()
     keys = list(sizes) if sizes else [None]
-    metrics = {key: SegmentationMetrics(class_count(model)).to(device) for key in keys}
+    metrics = {key: SegmentationMetrics(model_classes(model)[0]).to(device) for key in keys}
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=collate)
     for batch in tqdm(loader, desc="evaluating", unit="img", disable=not progress):
         if batch is None:  # a bad file left out (skip_bad)

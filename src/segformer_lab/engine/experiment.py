@@ -8,7 +8,8 @@ of the path (data module, trainer, callbacks, run directory) is the same for bot
 A run directory holds ``config.yaml`` (the resolved config, written when training
 starts), ``config.json`` and
 ``model.safetensors`` (the best weights by validation mIoU, or top-1 for classification,
-via ``save_pretrained``),
+via ``save_pretrained``; the config names the classes and colours as the training
+dataset does: ``id2label``, ``palette``),
 ``checkpoints/`` (Lightning's ``last.ckpt`` and ``best-*.ckpt``, for resuming) and
 ``logs/{csv,tensorboard}/version_N/`` (one version per training session; TensorBoard
 when installed), and ``.lock`` (its owner: see ``rundir``).
@@ -32,7 +33,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
-from ..models.config import DEFAULT_NUM_CLASSES
+from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig
+from ..models.labels import placeholders
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
 from .classification import ClassificationModule
 from .datamodule import SegmentationDataModule
@@ -210,6 +212,19 @@ def build_model(spec: dict[str, Any], pretrained: bool = True,
                         reset_classifier=spec["reset_classifier"], **spec["overrides"])
 
 
+def with_dataset_classes(model_config: ModelConfig, dataset: Any) -> ModelConfig:
+    """``model_config`` naming its classes as ``dataset`` does (its ``classes`` and, when it
+    has one, ``palette``), so the run's ``config.json``, best weights and checkpoints carry
+    them; unchanged for a dataset that names none (numbered placeholders name none)."""
+    names = getattr(dataset, "classes", None)
+    if not names or placeholders(names):
+        return model_config
+    try:
+        return model_config.replace(class_names=tuple(names), palette=getattr(dataset, "palette", None))
+    except ConfigError as e:
+        raise ValueError(f"training dataset {dataset!r}: its classes do not fit the model: {e}") from None
+
+
 def build_module(config: dict[str, Any], model: SegmentationModel | ImageClassifier) -> L.LightningModule:
     """The LightningModule of the config's task around ``model``."""
     optim = OptimConfig(**config["optim"])
@@ -268,6 +283,7 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = Fal
     # under DDP, global rank 0 owns the directory for its run; the other ranks write nothing there
     with own_run_directory(run_dir, resume, overwrite) if trainer.is_global_zero else contextlib.nullcontext():
         model = build_model(config["model"], pretrained=not resume, task=config["task"])  # resuming restores them
+        model.config = with_dataset_classes(model.config, datamodule.train)
         if resume:
             check_checkpoint(last, model.pretrained_config())
         trainer.fit(build_module(config, model), datamodule=datamodule, ckpt_path=last if resume else None,

@@ -6,7 +6,8 @@ the ground truth only: IoU 0, accuracy NaN), and mIoU / mAcc are NaN-means over
 classes. aAcc is trace / total. Pixels labelled ``ignore_index`` are not counted.
 
 ``SegmentationMetrics`` is a torchmetrics ``Metric`` whose state is the confusion
-matrix, summed across processes when ``compute`` runs under DDP.
+matrix, summed across processes when ``compute`` runs under DDP; ``most_confused`` reads
+the class pairs a model mixes up most from the same matrix.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ def scores(confmat: torch.Tensor) -> dict[str, torch.Tensor]:
     iou = tp / (gt + pred - tp)  # 0 / 0 = NaN: class absent from both
     acc = tp / gt
     return {"mIoU": iou.nanmean(), "mAcc": acc.nanmean(), "aAcc": tp.sum() / confmat.sum(), "IoU": iou, "Acc": acc}
+
+
+def most_confused(confmat: torch.Tensor, n: int = 5) -> list[tuple[int, int, int, float]]:
+    """The ``n`` largest off-diagonal cells of a confusion matrix (rows = ground truth) as
+    ``(true class, predicted class, pixels, share of the true class's pixels)``, most
+    pixels first (ties: lower class indices first); cells with no pixels are left out."""
+    confmat = confmat.long().cpu()
+    off = confmat.clone()
+    off.fill_diagonal_(0)
+    flat = off.flatten()
+    order = torch.argsort(-flat, stable=True)[:n].tolist()  # stable: ties keep index order
+    rows, k = confmat.sum(1), confmat.shape[0]
+    return [(i // k, i % k, int(flat[i]), int(flat[i]) / int(rows[i // k])) for i in order if flat[i] > 0]
 
 
 class SegmentationMetrics(Metric):

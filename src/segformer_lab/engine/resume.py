@@ -28,6 +28,7 @@ WHY = {
     "trainer": "it changes the batches one step trains on, and the saved data position would not fit",
 }
 MISSING = object()
+DESCRIPTIVE = ("id2label", "palette")  # config.json keys that name the classes: a checkpoint without them fits
 
 
 def _changes(old: Any, new: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
@@ -58,7 +59,9 @@ def check_checkpoint(path: Path, model_config: dict[str, Any]) -> None:
     except CheckpointError as e:
         raise ValueError(f"cannot resume: {str(e).splitlines()[0]}") from e
     stored = state.get(MODEL_CONFIG_KEY) if isinstance(state, dict) else None
-    if stored is not None and stored != model_config:
-        keys = sorted(k for k in {*stored, *model_config} if stored.get(k) != model_config.get(k))
+    if stored is None:
+        return
+    keys = sorted(k for k in {*stored, *model_config} if k not in DESCRIPTIVE and stored.get(k) != model_config.get(k))
+    if keys:
         raise ValueError(f"{path} holds another model than the run's config describes (differing: {', '.join(keys)}):"
                          " resume with the config it was trained with")

@@ -19,7 +19,6 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -131,8 +130,6 @@ def export_onnx(
     batch: int = 1,
     fp16: bool = False,
     check: bool = True,
-    class_names: Sequence[str] | None = None,
-    palette: Sequence[Sequence[int]] | None = None,
 ) -> ExportResult:
     """Export ``model`` to ONNX at ``path`` (written atomically) and check it.
 
@@ -141,8 +138,8 @@ def export_onnx(
     (see ``opset``). ``fp16`` stores weights and computes in float16 between
     float32 input and output. With ``check`` (default) onnxruntime runs the file before it
     is renamed into place; if any check fails, ``ExportError`` is raised and nothing is
-    written. The file's metadata (``metadata.py``) carries ``class_names`` and ``palette``
-    when given, the ImageNet normalisation the model expects, opset and precision. ``model`` is put in eval mode; its weights and modules are not changed (the
+    written. The file's metadata (``metadata.py``) carries the model's class names and
+    palette (when its config has them), the ImageNet normalisation, opset and precision. ``model`` is put in eval mode; its weights and modules are not changed (the
     export works on a float32 CPU copy).
     """
     require_export_packages()
@@ -192,8 +189,8 @@ def export_onnx(
         raise ExportError(f"the opset {opset} graph still holds LayerNormalization")
     input_shape = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     _plain_output_dim_names(proto)
-    write_metadata(proto, export_metadata(model, opset, "float16" if fp16 else "float32", IMAGENET_MEAN,
-                                          IMAGENET_STD, class_names, palette))  # fmt: skip
+    precision = "float16" if fp16 else "float32"
+    write_metadata(proto, export_metadata(model, opset, precision, IMAGENET_MEAN, IMAGENET_STD))
 
     result = ExportResult(
         path=str(path), model=model.config.name, opset=opset, dynamic=static_size is None, fp16=fp16,

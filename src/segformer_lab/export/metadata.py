@@ -66,25 +66,16 @@ class OnnxMetadata:
         return props
 
 
-def export_metadata(
-    model: Any,
-    opset: int,
-    precision: str,
-    mean: Sequence[float],
-    std: Sequence[float],
-    class_names: Sequence[str] | None = None,
-    palette: Sequence[Sequence[int]] | None = None,
-) -> OnnxMetadata:
-    """The metadata of an export of ``model`` (a ``SegmentationModel``: its config's name
-    and class count); names and palette, when given, must have one entry per class."""
-    num_classes = model.config.num_classes
+def export_metadata(model: Any, opset: int, precision: str, mean: Sequence[float], std: Sequence[float]
+                    ) -> OnnxMetadata:
+    """The metadata of an export of ``model`` (a ``SegmentationModel``): its config's name,
+    class count, class names and palette (those two when it has them)."""
+    config = model.config
     metadata = OnnxMetadata(
-        model=model.config.name, num_classes=num_classes, mean=_triple(mean, "mean"), std=_triple(std, "std"),
-        precision=precision, opset=int(opset),
-        class_names=None if class_names is None else tuple(str(n) for n in class_names),
-        palette=None if palette is None else tuple(tuple(int(v) for v in c) for c in palette),
+        model=config.name, num_classes=config.num_classes, mean=_triple(mean, "mean"), std=_triple(std, "std"),
+        precision=precision, opset=int(opset), class_names=config.class_names, palette=config.palette,
     )  # fmt: skip
-    _check_per_class(metadata, "the model")
+    _check_per_class(metadata, config.name)
     return metadata
 
 

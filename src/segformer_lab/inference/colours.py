@@ -1,5 +1,5 @@
-"""Colours for label maps: a palette per class count, the palette PNG of a label map, and
-the colour overlay with its legend."""
+"""Colours for label maps: a palette per class count, the palette PNG of a label map, the
+colour overlay with its legend, and confidence maps (a 16-bit PNG and a heat-map overlay)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from PIL import Image, ImageDraw, ImageFont
 from ..data import ADE20K_PALETTE
 
 MAX_PALETTE_CLASSES = 256  # a "P" PNG holds indices 0..255
+CONFIDENCE_SCALE = 65535  # a 16-bit confidence PNG: 0..65535 is probability 0..1
+# the heat map of confidence, low to high: dark purple, red, orange, yellow, white (as "inferno")
+HEAT_STOPS = np.array([[0, 0, 4], [120, 28, 109], [237, 105, 37], [252, 255, 164], [255, 255, 255]], np.float32)
 
 
 def distinct_palette(num_classes: int) -> np.ndarray:
@@ -27,8 +30,13 @@ def distinct_palette(num_classes: int) -> np.ndarray:
     return np.array(colours, dtype=np.uint8).reshape(num_classes, 3)
 
 
-def palette_for(num_classes: int) -> np.ndarray:
-    """The dataset's palette for ADE20K's 150 classes, else ``distinct_palette``."""
+def palette_for(num_classes: int, known: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """``known`` colours (a model's own palette, one per class) if given, else ADE20K's
+    palette for 150 classes, else ``distinct_palette``."""
+    if known is not None:
+        if len(known) != num_classes:
+            raise ValueError(f"palette: {len(known)} colours for {num_classes} classes")
+        return np.array(known, dtype=np.uint8).reshape(num_classes, 3)
     if num_classes == len(ADE20K_PALETTE):
         return np.array(ADE20K_PALETTE, dtype=np.uint8)
     return distinct_palette(num_classes)
@@ -90,3 +98,30 @@ def overlay_image(
         draw.rectangle([width + pad, top, width + pad + swatch, top + swatch], fill=colour, outline=(0, 0, 0))
         draw.text((width + 2 * pad + swatch, top), text, fill=(0, 0, 0), font=font)
     return canvas
+
+
+def confidence_image(confidence: np.ndarray) -> Image.Image:
+    """Probabilities ``[H, W]`` in [0, 1] as a 16-bit greyscale PIL image (``I;16``): pixel
+    ``round(p * 65535)``, so ``value / 65535`` reads them back within 1/131070."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if confidence.ndim != 2:
+        raise ValueError(f"confidence must be [H, W], got shape {confidence.shape}")
+    scaled = np.rint(np.clip(confidence, 0.0, 1.0) * CONFIDENCE_SCALE).astype(np.uint16)
+    return Image.fromarray(scaled)
+
+
+def heat_colours(confidence: np.ndarray) -> np.ndarray:
+    """``uint8 [H, W, 3]``: confidence in [0, 1] through ``HEAT_STOPS`` (linear between stops)."""
+    position = np.clip(np.asarray(confidence, dtype=np.float32), 0.0, 1.0) * (len(HEAT_STOPS) - 1)
+    low = np.minimum(position.astype(np.int64), len(HEAT_STOPS) - 2)
+    weight = (position - low)[..., None]
+    colours = HEAT_STOPS[low] * (1.0 - weight) + HEAT_STOPS[low + 1] * weight
+    return np.clip(colours + 0.5, 0, 255).astype(np.uint8)
+
+
+def confidence_overlay(image: np.ndarray, confidence: np.ndarray, alpha: float = 0.6) -> Image.Image:
+    """The image blended with the heat map of its confidence (dark: unsure, bright: sure)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * heat_colours(confidence).astype(np.float32)
+    return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), mode="RGB")

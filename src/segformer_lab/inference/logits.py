@@ -115,16 +115,26 @@ def predict_logits(model: nn.Module, pixel_values: torch.Tensor, out_size: Seque
 
 def predict_labels(model: nn.Module, pixel_values: torch.Tensor, out_size: Sequence[int], mode: str = "whole",
                    crop: Pair = 512, stride: Pair = 341, scales: Sequence[float] = (1.0,), flip: bool = False,
-                   probabilities: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                   probabilities: bool = False, confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """``predict_logits(...).argmax(1)``, int64 ``[B, *out_size]``, computed band by band:
     no full-size score map is held. With ``probabilities``, also the softmax
-    probabilities, float32 ``[B, K, *out_size]`` (that one map is then held)."""
-    labels = torch.empty(pixel_values.shape[0], *out_size, dtype=torch.int64, device=pixel_values.device)
+    probabilities, float32 ``[B, K, *out_size]`` (that one map is then held); with
+    ``confidence``, also the probability of the predicted class, float32 ``[B, *out_size]``
+    (the softmax's maximum, band by band: no ``[B, K, ...]`` map). Extras follow the
+    labels in that order: ``(labels, probabilities, confidence)``."""
+    batch = pixel_values.shape[0]
+    labels = torch.empty(batch, *out_size, dtype=torch.int64, device=pixel_values.device)
     probs = None
+    top = torch.empty(batch, *out_size, dtype=torch.float32, device=pixel_values.device) if confidence else None
     for start, stop, band in logit_bands(model, pixel_values, out_size, mode, crop, stride, scales, flip):
         labels[:, start:stop] = band.argmax(1)
-        if probabilities:
-            if probs is None:
-                probs = band.new_empty(*band.shape[:2], *out_size, dtype=torch.float32)
-            probs[..., start:stop, :] = band.float().softmax(1)
-    return (labels, probs) if probabilities else labels
+        if probabilities or confidence:
+            p = band.float().softmax(1)
+            if probabilities:
+                if probs is None:
+                    probs = band.new_empty(*band.shape[:2], *out_size, dtype=torch.float32)
+                probs[..., start:stop, :] = p
+            if confidence:
+                top[:, start:stop] = p.amax(1)
+    extras = [x for x, wanted in ((probs, probabilities), (top, confidence)) if wanted]
+    return (labels, *extras) if extras else labels

@@ -28,8 +28,9 @@ from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..export.check import onnx_session
 from ..export.errors import EXPORT_EXTRA_HINT, first_line
 from ..export.metadata import MetadataError, normalisation, read_metadata
+from ..models.labels import resolve_class_names
 from .colours import palette_for
-from .segmenter import Segmenter, resolve_class_names
+from .segmenter import Segmenter
 
 # named normalisations for files without metadata: pixel = (rgb / 255 - mean) / std
 NORMALIZATIONS = {
@@ -109,8 +110,8 @@ class OnnxModel:
                                             std if std is not None else self.metadata.std)
         self.name = self.metadata.model if self.metadata else self.path.stem
         self.precision = self.metadata.precision if self.metadata else "unknown"
-        self.class_names = list(self.metadata.class_names) if self.metadata and self.metadata.class_names else None
-        self.palette = np.array(self.metadata.palette, np.uint8) if self.metadata and self.metadata.palette else None
+        self.class_names = self.metadata.class_names if self.metadata else None
+        self.palette = self.metadata.palette if self.metadata else None
         # ImageNet-normalised x -> the file's: (x * s0 + m0 - m) / s
         self._scale = torch.tensor(IMAGENET_STD) / torch.tensor(self.std)
         self._shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(self.mean)) / torch.tensor(self.std)
@@ -162,8 +163,9 @@ class OnnxSegmenter(Segmenter):
         self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
         self.model = OnnxModel(path, num_classes=num_classes, mean=mean, std=std, threads=threads)
         self.num_classes = self.model.num_classes
-        self.class_names = resolve_class_names(class_names, self.model.class_names, self.num_classes)
-        self.palette = self.model.palette if self.model.palette is not None else palette_for(self.num_classes)
+        given, where = (class_names, "class_names") if class_names is not None else (self.model.class_names, str(path))
+        self.class_names = resolve_class_names(given, self.num_classes, where)
+        self.palette = palette_for(self.num_classes, self.model.palette)
 
     def __repr__(self) -> str:
         return (f"OnnxSegmenter({self.model.path}, {self.model.name}, classes={self.num_classes}, "

@@ -8,6 +8,8 @@ from (a checkpoint, a registered name or a model) with the names of its classes.
     seg = sl.Segmenter("runs/b0")                       # any checkpoint load_model reads
     labels = seg.predict("street.jpg")                  # int64 [H, W] at the image's size
     labels, probs = seg.predict(image, probabilities=True)   # probs: float32 [K, H, W]
+    labels, confidence = seg.predict(image, confidence=True)  # float32 [H, W]: p of the predicted class
+    seg.segments(image)       # transformers' pipeline shape: [{"score", "label", "mask"}, ...]
     seg.overlay(image, labels).save("overlay.jpg")      # colours + legend
     seg.label_image(labels).save("labels.png")          # palette PNG, pixel = class index
 
@@ -16,60 +18,27 @@ ImageNet's mean and standard deviation, resized to ``size`` if given (else kept,
 sides below 32 scaled up to the model's minimum), and the logits are upsampled once, to
 the image's own size. ``mode="slide"`` runs overlapping ``crop`` windows (large images).
 Inference itself is ``predict_labels`` (band by band: no full-size score map
-unless ``probabilities`` are asked for).
+unless ``probabilities`` are asked for; ``confidence`` needs none).
+
+Class names and colours are the model's own (its config's ``class_names`` and
+``palette``, which training and ``load_model`` fill in), else ``resolve_class_names``'s
+fallback (ADE20K's for 150 classes, else ``class k``, said once in the log).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .._io import read_json
-from ..data import ADE20K_CLASSES
 from ..models import SegmentationModel, open_model
-from ..models.pretrained import CONFIG_NAME
+from ..models.labels import resolve_class_names
 from .colours import label_image, overlay_image, palette_for
 from .images import input_size, load_rgb, to_pixel_values
 from .logits import MODES, predict_labels
-
-
-# --- what a Segmenter is built from ---------------------------------------------------
-def checkpoint_class_names(source: Any, num_classes: int) -> list[str] | None:
-    """Class names stored with a checkpoint: the ``id2label`` (Hugging Face) of the
-    ``config.json`` of a checkpoint directory, if complete."""
-    if isinstance(source, SegmentationModel):
-        return None
-    config = read_json(Path(source) / CONFIG_NAME)
-    if not isinstance(config, dict):
-        return None
-    id2label = config.get("id2label")
-    if isinstance(id2label, dict) and len(id2label) == num_classes:
-        try:
-            return [str(id2label[str(i)] if str(i) in id2label else id2label[i]) for i in range(num_classes)]
-        except KeyError:
-            return None
-    return None
-
-
-def default_class_names(num_classes: int) -> list[str]:
-    """ADE20K's names for 150 classes, else ``class 0``, ``class 1``, ..."""
-    if num_classes == len(ADE20K_CLASSES):
-        return list(ADE20K_CLASSES)
-    return [f"class {k}" for k in range(num_classes)]
-
-
-def resolve_class_names(given: Sequence[str] | None, stored: Sequence[str] | None, num_classes: int) -> list[str]:
-    """``given`` names (one per class, else ``ValueError``), else those stored with the
-    model, else ``default_class_names``."""
-    if given is not None:
-        given = [str(n) for n in given]
-        if len(given) != num_classes:
-            raise ValueError(f"{len(given)} class names for a model with {num_classes} classes")
-    return given or list(stored or ()) or default_class_names(num_classes)
 
 
 # --- the API --------------------------------------------------------------------------
@@ -99,8 +68,8 @@ class Segmenter:
     ``multiple_of`` rounds the sides, as mmseg's AlignedResize with 32). ``mode``:
     ``"whole"`` or ``"slide"`` (``crop`` windows every ``stride`` pixels, averaged).
     ``scales`` and ``flip``: test-time augmentation (probabilities averaged).
-    ``class_names``: default from the checkpoint (``id2label``), ADE20K's for 150
-    classes, else ``class k``.
+    ``class_names``: default the model's own (its config's, e.g. a checkpoint's
+    ``id2label``), else ADE20K's for 150 classes, else ``class k``.
     """
 
     def __init__(
@@ -120,10 +89,12 @@ class Segmenter:
         self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
         self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
         self.num_classes = self.model.config.num_classes
-        self.class_names = resolve_class_names(
-            class_names, checkpoint_class_names(checkpoint_or_model, self.num_classes), self.num_classes
-        )
-        self.palette = palette_for(self.num_classes)
+        config = self.model.config
+        source = config.name if isinstance(checkpoint_or_model, SegmentationModel) else str(checkpoint_or_model)
+        where = "class_names" if class_names is not None else source
+        given = class_names if class_names is not None else config.class_names
+        self.class_names = resolve_class_names(given, self.num_classes, where)
+        self.palette = palette_for(self.num_classes, config.palette)
 
     def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of) -> None:
         """Check and keep the inference settings (shared with ``OnnxSegmenter``)."""
@@ -148,13 +119,17 @@ class Segmenter:
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return input_size(height, width, self.size, self.multiple_of, SegmentationModel.min_size)
 
-    def predict(self, image: Any, probabilities: bool = False):
+    def predict(self, image: Any, probabilities: bool = False, confidence: bool = False):
         """The label map ``int64 [H, W]`` at the image's size; with ``probabilities``,
-        ``(labels, probabilities float32 [K, H, W])``."""
-        return self.predict_batch([image], probabilities=probabilities, batch_size=1)[0]
+        ``(labels, probabilities float32 [K, H, W])``; with ``confidence``, ``(labels,
+        confidence float32 [H, W])``, the probability of the predicted class (computed band
+        by band: no ``[K, H, W]`` map is held); with both, ``(labels, probabilities,
+        confidence)``."""
+        return self.predict_batch([image], probabilities=probabilities, confidence=confidence, batch_size=1)[0]
 
     @torch.inference_mode()
-    def predict_batch(self, images: Iterable[Any], probabilities: bool = False, batch_size: int = 8) -> list:
+    def predict_batch(self, images: Iterable[Any], probabilities: bool = False, batch_size: int = 8,
+                      confidence: bool = False) -> list:
         """``predict`` for several images; consecutive images of the same size run as one
         batch of up to ``batch_size``."""
         if batch_size < 1:
@@ -166,16 +141,27 @@ class Segmenter:
             x = torch.cat([to_pixel_values(rgb, self.input_size(*out_size), self.device) for rgb in group])
             predicted = predict_labels(
                 self.model, x, out_size, mode=self.mode, crop=self.crop, stride=self.stride,
-                scales=self.scales, flip=self.flip, probabilities=probabilities,
+                scales=self.scales, flip=self.flip, probabilities=probabilities, confidence=confidence,
             )  # fmt: skip
-            labels, probs = predicted if probabilities else (predicted, None)
-            labels = labels.cpu().numpy()
-            if probabilities:
-                probs = probs.cpu().numpy()
-                results.extend((labels[i], probs[i]) for i in range(len(group)))
-            else:
-                results.extend(labels[i] for i in range(len(group)))
+            if not (probabilities or confidence):
+                results.extend(predicted.cpu().numpy())
+                continue
+            arrays = [t.cpu().numpy() for t in predicted]
+            results.extend(tuple(a[i] for a in arrays) for i in range(len(group)))
         return results
+
+    def segments(self, image: Any) -> list[dict[str, Any]]:
+        """The result shape of transformers' ``pipeline("image-segmentation")`` (semantic
+        subtask): per class present, in class order, ``{"score": float, "label": name,
+        "mask": PIL image "L", 255 on the class, 0 elsewhere}``. ``score`` is the mean
+        confidence over the mask (transformers' semantic subtask gives None there)."""
+        labels, confidence = self.predict(image, confidence=True)
+        segments = []
+        for k in np.unique(labels):
+            mask = labels == k
+            segments.append({"score": float(confidence[mask].mean()), "label": self.class_names[k],
+                             "mask": Image.fromarray(mask.astype(np.uint8) * 255, mode="L")})
+        return segments
 
     def label_image(self, labels: np.ndarray):
         """The label map as a palette PNG image (pixel = class index)."""

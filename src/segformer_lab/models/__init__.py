@@ -1,14 +1,14 @@
 """Model configs, the registry, the SegFormer encoder and heads, the image classifier
 for encoder pre-training, the factory, checkpoint loading.
 
-Modules, bottom to top: ``heads`` < ``config`` (which validates names against the
+Modules, bottom to top: ``heads``, ``labels`` (class names) < ``config`` (which validates names against the
 builder tables of ``layers`` and ``heads``) < ``registry`` (names -> configs);
-``encoder``, ``pretrained`` (the on-disk format), ``parameters``, ``hub`` (model card, Hub
-upload) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <
+``encoder``, ``pretrained`` (the on-disk format), ``parameters``, ``hub`` (model card,
+upload, Hub ids) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <
 ``factory`` (``create_model``, ``open_model``).
 """
 
-from .checkpoint import CheckpointError, LoadReport, load_classifier, load_model, load_weights
+from .checkpoint import CheckpointError, LoadReport, load_classifier, load_model, load_weights, save_transformers
 from .classifier import ImageClassifier
 from .config import ConfigError, DecoderConfig, ModelConfig, StageConfig, mit_stages
 from .factory import create_classifier, create_model, open_model
@@ -34,4 +34,5 @@ __all__ = [
     "mit_stages",
     "open_model",
     "register_model",
+    "save_transformers",
 ]

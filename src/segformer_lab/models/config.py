@@ -1,9 +1,11 @@
 """Serialisable descriptions of whole models.
 
 A ``ModelConfig`` says everything needed to build a model: per-stage encoder settings,
-the decoder, the number of classes. It round-trips through plain dicts (and so JSON or
-YAML) with ``to_dict`` / ``from_dict``; ``config.json`` next to saved weights is exactly
-``to_dict()``.
+the decoder, the number of classes (and, optionally, their names and colours). It
+round-trips through plain dicts (and so JSON or YAML) with ``to_dict`` / ``from_dict``;
+``config.json`` next to saved weights is exactly ``to_dict()``, where the class names are
+``id2label`` (``{"0": "wall", ...}``, transformers' key) and the colours ``palette``
+(``[[r, g, b], ...]``), each only when known.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..layers.norm import NORMS
 from ..layers.patch_embed import PATCH_EMBEDS
 from ..layers.rope import KEY_POSITIONS, POS_ENCODINGS
 from .heads import DROPOUTS, HEADS
+from .labels import names_from_id2label, to_id2label
 
 # Names are validated against the tables the model is built from (TOKEN_MIXERS, FFNS,
 # NORMS, ACTIVATIONS, PATCH_EMBEDS, POS_ENCODINGS, HEADS, DROPOUTS): they cannot disagree.
@@ -202,7 +205,11 @@ class DecoderConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A whole segmentation model: encoder stages, decoder, classes."""
+    """A whole segmentation model: encoder stages, decoder, classes.
+
+    ``class_names`` and ``palette`` (one RGB colour per class) describe the classes, when
+    known; they change nothing the model computes, and ``replace(num_classes=...)`` to
+    another count drops them (unless new ones are given)."""
 
     stages: tuple[StageConfig, ...]
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -212,6 +219,8 @@ class ModelConfig:
     drop_path_rate: float = 0.1
     input_resizer: tuple[int, int] | None = None  # learnable resizer of the input to (H, W)
     name: str = "custom"
+    class_names: tuple[str, ...] | None = None
+    palette: tuple[tuple[int, int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         # Accept lists/dicts (as read from JSON) and normalise them to the typed form.
@@ -221,6 +230,13 @@ class ModelConfig:
             object.__setattr__(self, "input_resizer", tuple(self.input_resizer))
         object.__setattr__(self, "decoder", section(DecoderConfig, self.decoder, "decoder"))
         object.__setattr__(self, "rope", section(RopeConfig, self.rope, "rope"))
+        if self.class_names is not None and not isinstance(self.class_names, str):
+            object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+        if self.palette is not None:
+            try:
+                object.__setattr__(self, "palette", tuple(tuple(int(c) for c in rgb) for rgb in self.palette))
+            except (TypeError, ValueError):
+                raise ConfigError(f"palette must be a list of [r, g, b] colours, got {self.palette!r}") from None
         self.validate()
 
     def validate(self) -> None:
@@ -238,6 +254,16 @@ class ModelConfig:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.input_resizer is not None and (len(self.input_resizer) != 2 or min(self.input_resizer) < 32):
             raise ConfigError(f"input_resizer must be None or (height, width) >= 32, got {self.input_resizer}")
+        names = self.class_names
+        if names is not None and (isinstance(names, str) or len(names) != self.num_classes):
+            count = "a string" if isinstance(names, str) else f"{len(names)} names"
+            raise ConfigError(f"class_names: {count} for num_classes={self.num_classes} (one name per class)")
+        if self.palette is not None:
+            if len(self.palette) != self.num_classes:
+                raise ConfigError(f"palette: {len(self.palette)} colours for num_classes={self.num_classes}")
+            bad = [rgb for rgb in self.palette if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb)]
+            if bad:
+                raise ConfigError(f"palette: colours must be [r, g, b] with 0 <= value <= 255, got {list(bad[0])}")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -265,6 +291,8 @@ class ModelConfig:
         for name in ("decoder", "rope"):
             if isinstance(changes.get(name), dict):
                 changes[name] = dataclasses.replace(getattr(self, name), **changes[name])
+        if changes.get("num_classes", self.num_classes) != self.num_classes:  # the old names describe other classes
+            changes = {"class_names": None, "palette": None, **changes}
         return dataclasses.replace(self, **changes)
 
     def with_stages(self, **fields: Any) -> ModelConfig:
@@ -289,11 +317,22 @@ class ModelConfig:
         return self.with_stages(fold=False).replace(decoder={"fold": False})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types: tuples become lists."""
-        return json.loads(json.dumps(asdict(self)))
+        """Plain JSON types: tuples become lists; class names are ``id2label`` and both they
+        and ``palette`` are left out when unknown."""
+        d = json.loads(json.dumps(asdict(self)))
+        names, palette = d.pop("class_names"), d.pop("palette")
+        return {**d, **({"id2label": to_id2label(names)} if names is not None else {}),
+                **({"palette": palette} if palette is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """The config of a ``to_dict`` dict (``id2label`` becomes ``class_names``)."""
+        if "id2label" in d:
+            d = dict(d)
+            try:
+                d["class_names"] = names_from_id2label(d.pop("id2label"))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         return section(cls, d, "config")
 
     def to_json(self) -> str:

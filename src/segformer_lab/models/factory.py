@@ -1,6 +1,6 @@
 """Building models: ``create_model`` / ``create_classifier`` from a registered name or a
 config, and ``open_model``, the one function that turns what a user gives (a model, a
-checkpoint, a run directory, a name) into a segmentation model.
+checkpoint, a run directory, a Hub id, a name) into a segmentation model.
 
 Sits above the registry, the model classes and checkpoint loading.
 """
@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 from .checkpoint import load_classifier_weights, load_model, load_weights
 from .classifier import ImageClassifier
 from .config import ModelConfig
+from .hub import parse_hub_id
 from .registry import get_config
 from .segmentor import SegmentationModel
 
@@ -38,15 +40,23 @@ def create_model(
     *,
     config: ModelConfig | None = None,
     reset_classifier: bool = False,
+    class_names: Sequence[str] | None = None,
     **overrides,
 ) -> SegmentationModel:
     """Build a model by registered ``name`` (or from ``config``), optionally loading weights.
 
     ``pretrained`` is a checkpoint in any supported format (this project's directory,
-    Hugging Face directory or file, NVlabs/mmseg ``.pth``); missing and unused keys are
+    Hugging Face directory or file, NVlabs/mmseg ``.pth``) or a Hugging Face Hub model id
+    (``"nvidia/mit-b0"``, ``"owner/name@revision"``; a local path of the same spelling
+    wins; see ``models.hub.resolve_checkpoint``); missing and unused keys are
     reported, unexpected ones are errors. With ``reset_classifier=True`` a checkpoint with
     another class count loads everything but the classifier (for fine-tuning).
+    ``class_names`` name the classes (their count is the class count unless ``num_classes``
+    says otherwise, which is then an error); ``palette=[[r, g, b], ...]`` colours them.
     """
+    if class_names is not None:
+        num_classes = len(class_names) if num_classes is None else num_classes
+        overrides = {**overrides, "class_names": class_names}
     model = SegmentationModel(build_config(name, config, num_classes, overrides))
     if pretrained is not None:
         load_weights(model, pretrained, reset_classifier=reset_classifier)
@@ -77,13 +87,14 @@ def open_model(source: str | os.PathLike | SegmentationModel, num_classes: int |
     ``source``: a model (returned as it is); a checkpoint path in any format ``load_model``
     reads (this project's or a Hugging Face directory, a run directory: its best weights,
     a training run's Lightning ``.ckpt``, which carries its model's config, a weights
-    file); or a registered model name (random weights, with a warning).
+    file); a Hugging Face Hub model id (``owner/name[@revision]``, when no local path has
+    that spelling); or a registered model name (random weights, with a warning).
     ``num_classes`` sets the class count of a registered model; for a checkpoint or a
     model it must agree with theirs.
     """
     if isinstance(source, SegmentationModel):
         model = source
-    elif Path(source).exists():
+    elif Path(source).exists() or parse_hub_id(source) is not None:
         model = load_model(source)
     else:
         looks_like_a_path = any(sep in str(source) for sep in ("/", os.sep)) or Path(source).suffix != ""

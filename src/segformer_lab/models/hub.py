@@ -1,23 +1,31 @@
-"""Sharing models the Hugging Face Hub way: a model card, ``push_to_hub(model, repo_id)``
-and ``download``.
+"""Sharing models the Hugging Face Hub way: a model card, ``push_to_hub(model, repo_id)``,
+and the other way round, Hub model ids (``owner/name``, ``owner/name@revision``) resolved
+to a local snapshot wherever a checkpoint is accepted (``resolve_checkpoint``).
 
 The layout follows ``huggingface_hub.ModelHubMixin``: a repository (or directory) holds
 ``config.json``, ``model.safetensors`` and a ``README.md`` model card whose YAML header
 carries the Hub metadata (``library_name``, ``pipeline_tag``, ``tags``, ``license``,
 ``datasets``, and a ``model-index`` with the metrics when known). ``config.json`` is this
 project's (``"format": "segformer_lab"``), so ``load_model`` reads such a directory or a
-downloaded snapshot of such a repository as it is.
+downloaded snapshot of such a repository as it is, as it reads transformers' own.
+
+Resolution goes through huggingface_hub's cache (``snapshot_download``, only
+``config.json`` and the weights): a cached snapshot loads without network, and
+``HF_HUB_OFFLINE``, ``HF_HUB_CACHE`` and ``HF_HOME`` mean what huggingface_hub says they
+mean. A local path always wins over a Hub id of the same spelling.
 
 huggingface_hub is optional (``pip install 'segformer-lab[hub]'``) and imported only by
-``push_to_hub`` and ``download``. This module knows neither the model classes (it takes
-any model with a ``config`` and ``save_pretrained``) nor the profiler above it: the card
-shows MACs when given a profile (``segformer_lab.tools.profile.profile_model``).
+the functions that talk to the Hub. This module knows neither the model classes (it
+takes any model with a ``config`` and ``save_pretrained``) nor the profiler above it: the
+card shows MACs when given a profile (``segformer_lab.tools.profile.profile_model``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,11 +34,24 @@ from torch import nn
 
 from .._io import atomic_write
 from .parameters import parameter_counts
+from .pretrained import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
 
 CARD_NAME = "README.md"
 LIBRARY_NAME = "segformer-lab"
 HUB_EXTRA_HINT = "pip install 'segformer-lab[hub]'"
 MAX_LISTED_CLASSES = 256
+# The weights files of a Hugging Face directory, in order of preference (the Hub's older
+# transformers repositories hold only the second); a snapshot fetches config.json and one.
+HF_WEIGHTS_NAMES = (WEIGHTS_NAME, "pytorch_model.bin")
+# ``owner/name`` or ``owner/name@revision`` (a branch, tag or commit; branches may hold
+# slashes, ``refs/pr/1``): the Hub's repository names, one slash, no leading dot or dash.
+HUB_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w.-]+(?:/[\w.-]+)*))?")
+
+log = logging.getLogger("segformer_lab")
+
+
+class HubError(CheckpointError, FileNotFoundError):
+    """A Hub id whose snapshot is neither cached nor downloadable (or has no weights)."""
 
 
 def _hub():
@@ -61,10 +82,11 @@ def model_card(
 
     ``profile``: a ``segformer_lab.tools.profile.Profile`` (its GMACs go in the card);
     ``metrics``: name -> value, e.g. ``{"mIoU": 37.4, "aAcc": 76.2}`` (percent), shown in a
-    table and, with ``dataset``, in the ``model-index`` metadata; ``class_names`` are
-    listed when given.
+    table and, with ``dataset``, in the ``model-index`` metadata; ``class_names`` (default:
+    the model's own, when it knows them) are listed.
     """
     config = model.config
+    class_names = class_names if class_names is not None else config.class_names
     params = parameter_counts(model)
     title = repo_id or config.name
     all_tags = ["semantic-segmentation", "segformer", LIBRARY_NAME, "model_hub_mixin", "pytorch_model_hub_mixin"]
@@ -139,9 +161,8 @@ def model_card(
         "",
         "```python",
         "import segformer_lab as sl",
-        "from huggingface_hub import snapshot_download",
         "",
-        f'model = sl.load_model(snapshot_download("{repo_id or "<repo_id>"}"))   # or a local copy of this directory',
+        f'model = sl.load_model("{repo_id or "<repo_id>"}")   # or a local copy of this directory',
         "segmenter = sl.Segmenter(model)",
         'labels = segmenter.predict("image.jpg")   # int64 [H, W]',
         "```",
@@ -208,8 +229,77 @@ def push_to_hub(
         )
 
 
-def download(repo_id: str, revision: str | None = None, token: str | None = None) -> Path:
-    """A local snapshot of a Hub repository (``huggingface_hub.snapshot_download``), for
-    ``load_model``. Needs the network unless cached."""
-    hub = _hub()
-    return Path(hub.snapshot_download(repo_id=repo_id, revision=revision, token=token))
+def parse_hub_id(source: Any) -> tuple[str, str | None] | None:
+    """``(repo_id, revision)`` if ``source`` is a string spelled as a Hub model id
+    (``owner/name`` or ``owner/name@revision``), else None. A ``Path`` is never a Hub id."""
+    if not isinstance(source, str):
+        return None
+    match = HUB_ID.fullmatch(source)
+    return None if match is None else (match["repo"], match["revision"])
+
+
+def resolve_checkpoint(source: str | os.PathLike) -> Path:
+    """The local path of a checkpoint given as a path or a Hub id.
+
+    An existing path is returned as it is (a local path wins over a Hub id of the same
+    spelling); a Hub id becomes the directory of its snapshot in huggingface_hub's cache
+    (``download``); anything else is returned as a path, for the caller's "no checkpoint"."""
+    path = Path(source)
+    hub_id = None if path.exists() else parse_hub_id(source)
+    if hub_id is None:
+        return path
+    snapshot = download(*hub_id, source=str(source))
+    log.info("%s: Hugging Face Hub snapshot %s", source, snapshot)
+    return snapshot
+
+
+def download(repo_id: str, revision: str | None = None, token: str | None = None, source: str | None = None) -> Path:
+    """A local snapshot of the Hub model ``repo_id`` holding ``config.json`` and its
+    weights (``model.safetensors``, else ``pytorch_model.bin``; nothing else is fetched),
+    through huggingface_hub's cache: a cached snapshot needs no network, ``HF_HUB_OFFLINE``
+    forbids it. A ``HubError`` (``source``: the id as the user wrote it) says what was
+    tried and how to fetch the files by hand."""
+    source = source or (repo_id if revision is None else f"{repo_id}@{revision}")
+    try:
+        hub = _hub()
+    except ModuleNotFoundError:
+        raise HubError(
+            f"{source}: no such file or directory, and reading it as a Hugging Face Hub model id needs "
+            f"huggingface_hub: {HUB_EXTRA_HINT}"
+        ) from None
+    incomplete = getattr(hub.errors, "IncompleteSnapshotError", ())  # huggingface_hub >= 1.x
+    wanted, partial = revision, None
+    for weights in HF_WEIGHTS_NAMES:
+        try:
+            snapshot = Path(hub.snapshot_download(
+                repo_id=repo_id, revision=wanted, token=token, allow_patterns=[CONFIG_NAME, weights]))  # fmt: skip
+        except incomplete as err:
+            partial = err  # cached, offline, without this weights file: try the next one
+            continue
+        except Exception as err:  # noqa: BLE001 - offline, not found, network: one line for each, below
+            raise HubError(_fetch_failure(hub, source, repo_id, revision, err)) from err
+        if (snapshot / weights).is_file():
+            return snapshot
+        wanted = snapshot.name  # the commit just resolved: the next file comes from the same snapshot
+    if partial is not None:
+        raise HubError(_fetch_failure(hub, source, repo_id, revision, partial)) from partial
+    raise HubError(
+        f"{source}: the Hugging Face Hub model has neither {' nor '.join(HF_WEIGHTS_NAMES)} at revision "
+        f"{revision or 'main'} (sharded or TensorFlow-only repositories are not read)"
+    )
+
+
+def _fetch_failure(hub, source: str, repo_id: str, revision: str | None, err: Exception) -> str:
+    """What was tried, why it failed, and how to fetch the files by hand: one line."""
+    offline = hub.constants.HF_HUB_OFFLINE
+    reason = " ".join(str(err).split()) or type(err).__name__
+    where = f"the Hugging Face cache {hub.constants.HF_HUB_CACHE} (HF_HUB_CACHE)"
+    tried = f"{where}, without network (HF_HUB_OFFLINE is set)" if offline else f"the Hub, then {where}"
+    at = f" --revision {revision}" if revision else ""
+    python = f"snapshot_download({repo_id!r}{f', revision={revision!r}' if revision else ''})"
+    return (
+        f"{source}: no such file or directory, and as a Hugging Face Hub model id it could not be fetched "
+        f"(tried {tried}; {type(err).__name__}: {reason[:300]}). Fetch it where there is network: "
+        f"'hf download {repo_id}{at} --local-dir DIR' and pass DIR, or fill the cache with "
+        f"python -c \"from huggingface_hub import snapshot_download; {python}\" and pass {source} again"
+    )

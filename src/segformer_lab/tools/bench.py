@@ -24,15 +24,13 @@ import tempfile
 from typing import Callable
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
 from ..export import export_onnx, onnx_session, require_export_packages
-from ..models import SegmentationModel, create_model
-from ..models.checkpoint import to_hf_config, to_hf_state_dict
-from ..models.pretrained import WEIGHTS_NAME
+from ..models import SegmentationModel, create_model, open_model, save_transformers
+from ..models.hub import parse_hub_id
 from .bench_data import print_data_result, run_data_bench
 from .profile import resolve_models
 from .timing import print_comparison, relative_rows, summarise, time_in_turns, torch_threads
@@ -223,9 +221,9 @@ def randomise_batch_norms(model: nn.Module, seed: int = 0) -> None:
 def transformers_twin(model: SegmentationModel) -> nn.Module:
     """transformers' ``SegformerForSemanticSegmentation`` holding ``model``'s weights.
 
-    The weights travel the way an exported checkpoint would: ``config.json`` and
-    ``model.safetensors`` in a directory, read by ``from_pretrained`` (which applies
-    transformers' own key conversions). Any key it misses or does not use is an error.
+    The weights travel the way an exported checkpoint does: ``save_transformers`` writes
+    the directory, ``from_pretrained`` reads it (applying transformers' own key
+    conversions). Any key it misses or does not use is an error.
     """
     try:
         import transformers
@@ -240,9 +238,7 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
     hf_logging.disable_progress_bar()
     try:
         with tempfile.TemporaryDirectory() as directory:
-            transformers.SegformerConfig(**to_hf_config(model.config)).save_pretrained(directory)
-            tensors = {k: v.detach().contiguous() for k, v in to_hf_state_dict(model.state_dict()).items()}
-            save_file(tensors, os.path.join(directory, WEIGHTS_NAME), metadata={"format": "pt"})
+            save_transformers(model, directory)
             twin, info = transformers.SegformerForSemanticSegmentation.from_pretrained(
                 directory, output_loading_info=True
             )
@@ -255,6 +251,14 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
     return twin.eval()
 
 
+def resolve_targets(tokens: list[str]) -> list[str] | list[SegmentationModel]:
+    """Registered names and patterns (``resolve_models``), or one checkpoint, timed with its
+    own weights: an existing path or a Hub id (``open_model``; a local path wins)."""
+    if len(tokens) == 1 and (os.path.exists(tokens[0]) or parse_hub_id(tokens[0]) is not None):
+        return [open_model(tokens[0])]
+    return resolve_models(tokens)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Median latency and throughput of a model on random input (eval mode, inference_mode, "
@@ -263,7 +267,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "models", nargs="*", metavar="MODEL",
-        help="registered model name; several names or shell patterns are timed in turns and compared with the first",
+        help="registered model name; several names or shell patterns are timed in turns and compared with the first; "
+             "or one checkpoint: a path or a Hugging Face Hub id, owner/name[@revision]",
     )  # fmt: skip
     p.add_argument(
         "--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"), help="input size (default: 512 512)"
@@ -299,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.models:
         raise ValueError("give at least one MODEL (or --data)")
     args.repeats = args.repeats or DEFAULT_REPEATS
-    names = resolve_models(args.models)
+    names = resolve_targets(args.models)
     if len(names) > 1:
         if args.compare_hf or args.onnx:
             raise ValueError("--compare-hf and --onnx take one model")

@@ -3,24 +3,31 @@ exported ``.onnx`` file, in onnxruntime) on a dataset, with sliding-window / mul
 flip inference and resolution sweeps.
 
 Settings not given on the command line come from the run's config when the checkpoint
-belongs to a run (its data, validation transforms and inference mode).
+belongs to a run (its data, validation transforms and inference mode). Classes are named
+as the model names them (``id2label``), else as the dataset does. The text output ends
+with the five most confused class pairs; ``--plots DIR`` writes the confusion matrix, a
+per-class IoU chart and a CSV (``eval_plots``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._io import write_json
 from ..data import build_dataset, build_transforms
-from ..engine import DEFAULTS, evaluate, load_for_eval
-from ..engine.evaluation import class_count
+from ..engine import DEFAULTS, evaluate, load_for_eval, most_confused
+from ..engine.evaluation import model_classes
 from ..inference import MODES
+from ..models.labels import resolve_class_names
+from .eval_plots import require_matplotlib, write_plots
 from .options import add_onnx_arguments, non_negative_int, onnx_options, positive_int, positive_int_list
+
+CONFUSED_PAIRS = 5  # listed after the per-class table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "mmseg's (one confusion matrix over the set; nanmean over classes). Predictions are upsampled to "
         "the original label size."
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN", help="run directory, checkpoint path, or Hugging Face "
+                   "Hub id owner/name[@revision] (from huggingface_hub's cache; a local path wins)")
     p.add_argument("--data", metavar="FORMAT:ROOT", help="dataset, e.g. ade20k:/data/ADEChallengeData2016 "
                    "(formats: ade20k, parquet, folder; default: the run's)")
     p.add_argument("--split", help="split (default: the run's validation split, else validation)")
@@ -46,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resolution sweep: resize each image so its short side is each size (images are read "
                    "unresized; labels stay at their original size)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    p.add_argument("--plots", metavar="DIR", help="also write DIR/confusion.png (row-normalised; the most confused "
+                   "classes when there are many), DIR/iou.png and DIR/per_class.csv (needs matplotlib)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", type=non_negative_int, default=2, help="data loading processes (default 2)")
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable samples out instead of failing")
@@ -68,8 +78,33 @@ def show(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def confused_lines(confmat: torch.Tensor, names: list[str], n: int = CONFUSED_PAIRS) -> list[str]:
+    """The ``n`` most confused pairs, one line each: ``true -> predicted: share of true's pixels (pixels)``."""
+    pairs = most_confused(confmat, n)
+    if not pairs:
+        return ["most confused: none (every labelled pixel predicted right)"]
+    return ["most confused (ground truth -> predicted, share of its pixels):"] + [
+        f"  {names[t]} -> {names[p]}: {100 * share:.2f}% ({pixels} px)" for t, p, pixels, share in pairs]
+
+
+def print_table(row: dict[str, Any], scores: dict[str, torch.Tensor], names: list[str]) -> None:
+    """Per class IoU and Acc, the means, and the most confused pairs (from the matrix the
+    scores come from)."""
+    width = max(len(n) for n in names)
+    print(f"{'class':<{width}} {'IoU':>7} {'Acc':>7}")
+    for name, iou, acc in zip(names, scores["IoU"], scores["Acc"]):
+        print(f"{name:<{width}} {show(percent(iou)):>7} {show(percent(acc)):>7}")
+    print(f"mIoU {show(row['mIoU'])}  mAcc {show(row['mAcc'])}  aAcc {show(row['aAcc'])}")
+    print("\n".join(confused_lines(scores["confmat"], names)))
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.plots:
+        if args.sizes:
+            raise ValueError("--plots describes one evaluation: leave out --sizes")
+        require_matplotlib()
     model, run = load_for_eval(args.checkpoint, **onnx_options(args))
+    num_classes, own_names = model_classes(model)
     config = run or DEFAULTS
     if args.data:
         fmt, sep, root = args.data.partition(":")
@@ -89,12 +124,13 @@ def run(args: argparse.Namespace) -> int:
         transforms = dict(config["data"]["val_transforms"])
     params = dict(transforms)
     dataset = build_dataset(fmt, root, split, transforms=build_transforms(params.pop("name"), **params),
-                            num_classes=class_count(model), skip_bad=args.skip_bad, **options)
+                            num_classes=num_classes, skip_bad=args.skip_bad, **options)
     inference = {key: config["val"][key] if getattr(args, key) is None else getattr(args, key)
                  for key in ("mode", "crop", "stride", "scales", "flip")}
     results = evaluate(model, dataset, sizes=args.sizes, device=args.device, num_workers=args.num_workers,
                        **inference)
-    names = list(getattr(dataset, "classes", None) or [str(i) for i in range(class_count(model))])
+    names = resolve_class_names(own_names or getattr(dataset, "classes", None) or None, num_classes,
+                                str(args.checkpoint))
     rows = [report(scores, names, size) for size, scores in results.items()]
 
     print(f"{args.checkpoint} on {fmt}:{root} [{split}], {len(dataset)} images, "
@@ -104,16 +140,15 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"{row['size']:>10} {show(row['mIoU']):>7} {show(row['mAcc']):>7} {show(row['aAcc']):>7}")
     else:
-        row = rows[0]
-        width = max(len(n) for n in names)
-        print(f"{'class':<{width}} {'IoU':>7} {'Acc':>7}")
-        for name, values in row["per_class"].items():
-            print(f"{name:<{width}} {show(values['IoU']):>7} {show(values['Acc']):>7}")
-        print(f"mIoU {show(row['mIoU'])}  mAcc {show(row['mAcc'])}  aAcc {show(row['aAcc'])}")
+        print_table(rows[0], results[None], names)
+        if args.plots:
+            scores = results[None]
+            written = write_plots(args.plots, scores["confmat"], names, [percent(v) for v in scores["IoU"]],
+                                  [percent(v) for v in scores["Acc"]])
+            print(f"plots: {', '.join(str(p) for p in written)}")
     if args.json:
         out = {"checkpoint": str(args.checkpoint), "data": {"format": fmt, "root": str(root), "split": split,
                                                              "transforms": transforms},
                "inference": inference, "results": rows}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        write_json(Path(args.json), out)
     return 0

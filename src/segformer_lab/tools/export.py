@@ -1,7 +1,8 @@
 """``segformer-lab export``: a checkpoint or registered model to ONNX, checked against
-PyTorch with onnxruntime, and with ``--report`` the parity report on a dataset
-(``parity``). The work is ``segformer_lab.export``; this module parses the command line
-and prints the result."""
+PyTorch with onnxruntime (with ``--report``, then the parity report on a dataset:
+``parity``), or (``--transformers``) to a directory transformers opens. The work is
+``segformer_lab.export`` and ``models.save_transformers``; this module parses the command
+line and prints the result."""
 
 from __future__ import annotations
 
@@ -26,9 +27,8 @@ from ..export import (
     require_export_packages,
 )
 from ..engine.evaluation import run_config
-from ..inference import OnnxModel, checkpoint_class_names, palette_for
-from ..inference.segmenter import resolve_class_names
-from ..models import CheckpointError, open_model
+from ..inference import OnnxModel
+from ..models import CheckpointError, open_model, save_transformers
 from .options import data_spec, positive_int
 from .parity import format_report, parity_report, report_data
 from .timing import torch_threads
@@ -40,10 +40,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "ONNX with the dynamo exporter: dynamic batch, height and width by default (H, W >= "
         f"{MIN_DYNAMIC_SIDE}), or a static shape. onnxruntime then runs the file at two other resolutions and "
         f"must match PyTorch within {TOLERANCE:.0e} (max abs logit difference); a file that does not match is not "
-        f"written. Needs onnx, onnxscript and onnxruntime: {EXPORT_EXTRA_HINT}."
+        f"written. Needs onnx, onnxscript and onnxruntime: {EXPORT_EXTRA_HINT}. With --transformers instead, "
+        "a plain SegFormer is written in transformers' own format (SegformerForSemanticSegmentation.from_pretrained)."
     )
-    p.add_argument("source", metavar="CHECKPOINT_OR_MODEL", help="checkpoint path or registered model name")
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file")
+    p.add_argument("source", metavar="CHECKPOINT_OR_MODEL",
+                   help="checkpoint path, Hugging Face Hub id (owner/name[@revision]) or registered model name")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--onnx", metavar="OUT.onnx", help="output file")
+    out.add_argument("--transformers", metavar="DIR", help="write config.json and model.safetensors for transformers "
+                     "into DIR instead (plain SegFormer only; RoPE and BoostFormer are refused)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}); below 17 LayerNorm "
                    "is decomposed (no LayerNormalization op, for older TensorRT)")  # fmt: skip
@@ -75,20 +80,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.batch != 1 and args.static is None:
         raise ValueError("--batch sets the batch of a --static export (dynamic exports take any batch)")
+    if args.transformers:
+        onnx_only = [f"--{k.replace('_', '-')}" for k in ("static", "fp16", "no_check", "report") if getattr(args, k)]
+        onnx_only += ["--opset"] if args.opset != DEFAULT_OPSET else []
+        if onnx_only:
+            raise ValueError(f"{', '.join(onnx_only)}: options of --onnx, not of --transformers")
+        model = open_model(args.source, num_classes=args.num_classes)
+        print(f"wrote {model.config.name} for transformers to {save_transformers(model, args.transformers)}")
+        return 0
     try:
         require_export_packages()
         model = open_model(args.source, num_classes=args.num_classes)
-        classes = model.config.num_classes
         if args.report:  # what the report needs is checked before the export
-            dataset, inference = report_data(args.report, run_config(args.source), classes)
+            dataset, inference = report_data(args.report, run_config(args.source), model.config.num_classes)
             threads = args.report_threads or torch.get_num_threads()
             others = [OnnxModel(path, threads=threads) for path in args.compare]
         elif args.compare or args.report_json or args.report_threads:
             raise ValueError("--compare, --report-json and --report-threads go with --report FORMAT:ROOT")
-        names = resolve_class_names(None, checkpoint_class_names(args.source, classes), classes)
         result = export_onnx(
             model, args.onnx, opset=args.opset, static_size=args.static, batch=args.batch, fp16=args.fp16,
-            check=not args.no_check, class_names=names, palette=palette_for(classes).tolist(),
+            check=not args.no_check,
         )  # fmt: skip
     except (ModuleNotFoundError, CheckpointError) as err:
         print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)

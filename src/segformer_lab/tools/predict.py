@@ -3,10 +3,13 @@ checkpoint or an exported ``.onnx`` file (in onnxruntime).
 
 Inputs are files, directories (their images, not recursive) or glob patterns. For each
 image ``NAME.ext`` the output directory gets ``NAME.png``, a palette PNG whose pixel
-values are class indices, and with ``--overlay`` ``NAME_overlay.jpg`` (``.png`` for
-non-JPEG inputs): the image blended with the class colours and a legend. Sizes are the
-input's. An input that cannot be read is reported and skipped; the others are still
-written, and the exit status is 1 if any failed.
+values are class indices, with ``--overlay`` ``NAME_overlay.jpg`` (``.png`` for
+non-JPEG inputs): the image blended with the class colours and a legend of the class
+names (the model's own, see ``Segmenter``), and with ``--confidence``
+``NAME_confidence.png``, the probability of the predicted class per pixel as a 16-bit PNG
+(0..65535 = 0..1), and ``NAME_confidence_overlay.jpg|png``, its heat map over the image.
+Sizes are the input's. An input that cannot be read is reported and skipped; the others
+are still written, and the exit status is 1 if any failed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ import numpy as np
 
 from .._io import atomic_write
 from ..data import IMAGE_SUFFIXES, DataError
-from ..inference import MAX_PALETTE_CLASSES, MODES, Segmenter, load_rgb, open_segmenter
+from ..inference import (
+    MAX_PALETTE_CLASSES,
+    MODES,
+    Segmenter,
+    confidence_image,
+    confidence_overlay,
+    load_rgb,
+    open_segmenter,
+)
 from .options import add_onnx_arguments, onnx_options, positive_int
 
 log = logging.getLogger("segformer_lab")
@@ -115,6 +126,25 @@ def overlay_suffix(path: Path) -> str:
     return ".jpg" if path.suffix.lower() in JPEG_SUFFIXES else ".png"
 
 
+def output_paths(path: Path, stem: str, out_dir: Path, overlay: bool, confidence: bool) -> dict[str, Path]:
+    """What one input writes: ``labels`` always, ``overlay``, ``confidence`` and
+    ``confidence_overlay`` when asked for (overlays keep a JPEG input's format)."""
+    suffix = overlay_suffix(path)
+    paths = {"labels": out_dir / f"{stem}.png"}
+    if overlay:
+        paths["overlay"] = out_dir / f"{stem}_overlay{suffix}"
+    if confidence:
+        paths["confidence"] = out_dir / f"{stem}_confidence.png"
+        paths["confidence_overlay"] = out_dir / f"{stem}_confidence_overlay{suffix}"
+    return paths
+
+
+def save_picture(picture, path: Path) -> None:
+    """A PIL image written atomically, as JPEG (quality 92) or PNG by ``path``'s suffix."""
+    options = {"format": "JPEG", "quality": 92} if path.suffix == ".jpg" else {"format": "PNG"}
+    atomic_write(path, lambda p: picture.save(p, **options))
+
+
 def predict_files(
     segmenter: Segmenter,
     tokens: list[str],
@@ -123,9 +153,10 @@ def predict_files(
     alpha: float = 0.5,
     batch: int = 1,
     echo=print,
+    confidence: bool = False,
 ) -> Summary:
-    """Write label maps (and overlays) for every input into ``out_dir``; returns what was
-    written and what failed (with the reason)."""
+    """Write label maps (and overlays, confidence maps) for every input into ``out_dir``;
+    returns what was written and what failed (with the reason)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
     if batch < 1:
@@ -135,13 +166,17 @@ def predict_files(
     out_dir = Path(out_dir)
     inputs = expand_inputs(tokens)
     stems = output_names(inputs)
-    targets = {i: out_dir / f"{stem}.png" for i, stem in stems.items()}
-    overlays = {i: out_dir / f"{stem}_overlay{overlay_suffix(inputs[i].path)}" for i, stem in stems.items()}
+    outputs = {i: output_paths(inputs[i].path, stem, out_dir, overlay, confidence) for i, stem in stems.items()}
     sources = {item.path.resolve() for item in inputs if item.path is not None}
-    for i in stems:
-        for target in (targets[i], overlays[i]) if overlay else (targets[i],):
+    writers: dict[Path, str] = {}
+    for i, paths in outputs.items():
+        for target in paths.values():
             if target.resolve() in sources:
                 raise ValueError(f"writing {target} would overwrite an input: choose another --out directory")
+            if target in writers:  # e.g. a.png's confidence map and the labels of an input a_confidence.png
+                raise ValueError(f"{target} would be written for both {writers[target]} and {inputs[i].name}: "
+                                 "rename one of them or predict them into separate --out directories")
+            writers[target] = inputs[i].name
     out_dir.mkdir(parents=True, exist_ok=True)
 
     summary = Summary()
@@ -159,22 +194,24 @@ def predict_files(
         if not chunk:
             continue
         try:
-            labels = segmenter.predict_batch([rgb for _, rgb in chunk], batch_size=batch)
+            results = segmenter.predict_batch([rgb for _, rgb in chunk], batch_size=batch, confidence=confidence)
         except (RuntimeError, ValueError) as err:  # e.g. out of memory on one huge image
             summary.failed.extend((inputs[i].name, f"prediction failed: {err}") for i, _ in chunk)
             continue
-        for (i, rgb), label_map in zip(chunk, labels):
+        for (i, rgb), result in zip(chunk, results):
             started = time.perf_counter()
-            atomic_write(targets[i], lambda p: segmenter.label_image(label_map).save(p, format="PNG"))
-            written = [targets[i].name]
+            label_map, confidence_map = result if confidence else (result, None)
+            paths = outputs[i]
+            atomic_write(paths["labels"], lambda p: segmenter.label_image(label_map).save(p, format="PNG"))
             if overlay:
-                picture = segmenter.overlay(rgb, label_map, alpha=alpha)
-                options = {"format": "JPEG", "quality": 92} if overlays[i].suffix == ".jpg" else {"format": "PNG"}
-                atomic_write(overlays[i], lambda p: picture.save(p, **options))
-                written.append(overlays[i].name)
+                save_picture(segmenter.overlay(rgb, label_map, alpha=alpha), paths["overlay"])
+            if confidence:
+                save_picture(confidence_image(confidence_map), paths["confidence"])
+                save_picture(confidence_overlay(rgb, confidence_map), paths["confidence_overlay"])
             present = np.unique(label_map).size
-            log.debug("%s written in %.2f s", targets[i], time.perf_counter() - started)
-            echo(f"{inputs[i].name} -> {', '.join(written)} ({rgb.shape[1]}x{rgb.shape[0]}, {present} classes)")
+            log.debug("%s written in %.2f s", paths["labels"], time.perf_counter() - started)
+            echo(f"{inputs[i].name} -> {', '.join(p.name for p in paths.values())} ({rgb.shape[1]}x{rgb.shape[0]}, "
+                 f"{present} classes)")
             summary.written.append(inputs[i].name)
     return summary
 
@@ -182,14 +219,19 @@ def predict_files(
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Segment image files, directories or glob patterns with a checkpoint (anything load_model "
-        "reads; a registered model name gives random weights) or an exported .onnx file. Writes OUT/NAME.png, a "
-        "palette PNG whose pixel values are class indices (ADE20K's palette for 150 classes), and with --overlay OUT/NAME_overlay.jpg|png "
-        "with a legend. Outputs have the input's size; unreadable inputs are reported and skipped (exit 1)."
+        "reads; a registered model name gives random weights) or an exported .onnx file. Writes OUT/NAME.png, "
+        "a palette PNG whose pixel values are class indices (ADE20K's palette for 150 classes), and with "
+        "--overlay OUT/NAME_overlay.jpg|png with a legend of the model's class names (--confidence: confidence maps too). Outputs have the input's "
+        "size; unreadable inputs are reported and skipped (exit 1)."
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path, .onnx file (or registered model name)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path, Hugging Face Hub id "
+                   "owner/name[@revision] (a local path wins), .onnx file, or registered model name")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, directories or glob patterns")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     p.add_argument("--overlay", action="store_true", help="also write a colour overlay with a legend")
+    p.add_argument("--confidence", action="store_true",
+                   help="also write NAME_confidence.png (probability of the predicted class per pixel, 16-bit: "
+                   "0..65535 = 0..1) and NAME_confidence_overlay.jpg|png (its heat map over the image)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colours, 0..1 (default 0.5)")
     p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"),
                    help="resize images to H x W for the model (default: their own size; sides < 32 scaled up)")
@@ -216,13 +258,19 @@ def run(args: argparse.Namespace) -> int:
     class_names = None
     if args.class_names:
         class_names = [ln.strip() for ln in Path(args.class_names).read_text().splitlines() if ln.strip()]
-    segmenter = open_segmenter(
-        args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,
-        stride=args.stride, scales=args.scales, flip=args.flip, multiple_of=args.multiple_of,
-        class_names=class_names, **onnx_options(args),
-    )  # fmt: skip
+    try:
+        segmenter = open_segmenter(
+            args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,
+            stride=args.stride, scales=args.scales, flip=args.flip, multiple_of=args.multiple_of,
+            class_names=class_names, **onnx_options(args),
+        )  # fmt: skip
+    except ValueError as e:
+        if class_names is None:
+            raise
+        raise ValueError(f"--class-names {args.class_names}: {e}") from None
     started = time.perf_counter()
-    summary = predict_files(segmenter, args.inputs, args.out, args.overlay, args.alpha, args.batch)
+    summary = predict_files(segmenter, args.inputs, args.out, args.overlay, args.alpha, args.batch,
+                            confidence=args.confidence)
     elapsed = time.perf_counter() - started
     for name, reason in summary.failed:
         print(f"segformer-lab {args.command}: {name}: {reason}", file=sys.stderr)

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from ..io import DataError, check_labels, check_same_size, decode_image, decode_mask, reduce_zero_label, warn
+from ..palettes import palette_of_classes
 from ..transforms import Pipeline, build_transforms
 
 Transform = Callable[[np.ndarray, "np.ndarray | None"], tuple]
@@ -51,6 +52,7 @@ class BaseDataset(Dataset):
         self.bad_files: dict[str, str] = {}  # path -> reason, in this process
         self.samples: list[Any] = []
         self.classes: tuple[str, ...] = ()
+        self.palette: tuple[tuple[int, int, int], ...] | None = None  # RGB per class, where known
 
     def _set_classes(self, classes: Sequence[str], num_classes: int | None, where: str) -> None:
         self.classes = tuple(classes)
@@ -61,6 +63,11 @@ class BaseDataset(Dataset):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names, index order (what a trained model's ``id2label`` holds)."""
+        return list(self.classes)
 
     # subclasses: fill ``self.samples`` and implement ``load`` and ``transform_sample``
     def load(self, ref: Any) -> dict[str, Any]:
@@ -113,16 +120,33 @@ class SegmentationDataset(BaseDataset):
                  skip_bad: bool = False, where: str = ""):
         super().__init__(transforms, skip_bad)
         self._set_classes(classes, num_classes, where)
+        self.palette = palette_of_classes(self.classes)
         self.reduce_zero_label = reduce_zero_label
+        self.unpaired_masks: list[str] = []  # masks without an image (not samples; ``data check`` names them)
+
+    @property
+    def stores_labels(self) -> bool:
+        """Whether mask files hold the label values themselves (not colours or other codes)."""
+        return True
+
+    @classmethod
+    def splits(cls, root: Any) -> list[str]:
+        """The splits a dataset of this format under ``root`` has (what ``data check`` scans)."""
+        return ["train", "validation"]
 
     def sources(self, ref: Any) -> tuple[Any, Any, str, str]:
         """``(image source, mask source, image name, mask name)``; a source is a path or bytes."""
         raise NotImplementedError
 
+    def decode_labels(self, source: Any, name: str) -> np.ndarray:
+        """The file's label values as ``uint8 [H, W]``, before range checks and reduce-zero-label
+        (formats whose files hold other codes, colours or Cityscapes ids, convert here)."""
+        return decode_mask(source, name)
+
     def load(self, ref: Any) -> dict[str, Any]:
         image_src, mask_src, path, mask_path = self.sources(ref)
         image = decode_image(image_src, path)
-        mask = decode_mask(mask_src, mask_path)
+        mask = self.decode_labels(mask_src, mask_path)
         check_same_size(image, mask, mask_path)
         check_labels(mask, self.num_classes, mask_path, reduce_zero=self.reduce_zero_label)
         if self.reduce_zero_label:

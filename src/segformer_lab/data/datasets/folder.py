@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ..ade20k import ADE20K_CLASSES, ADE20K_SPLITS
-from ..io import IMAGE_SUFFIXES, DataError, warn
+from ..io import IMAGE_SUFFIXES, DataError, decode_image, warn
+from ..palettes import Palette, decode_colour_mask, read_palette
 from .base import SegmentationDataset, Transform, split_name
 
 
@@ -28,21 +31,42 @@ def _by_stem(directory: Path, suffixes: tuple[str, ...], what: str) -> dict[str,
 class FolderDataset(SegmentationDataset):
     """Users' own data: ``root/images/<split>/*`` (``IMAGE_SUFFIXES``), ``root/masks/<split>/*.png``
     (same stem; suffixes in any case) and ``root/classes.txt`` (one class name per line; optional when
-    ``num_classes`` is given). Masks hold 0..K-1 and 255 = ignore."""
+    ``num_classes`` or ``palette`` is given). Masks hold 0..K-1 and 255 = ignore, or, with
+    ``palette`` (a known palette's name or a palette file, ``data.palettes``), colours: every
+    mask is read as RGB and each colour mapped to its class; an unknown colour is an error
+    naming the file and the colour."""
 
     image_dir, mask_dir, mask_ext = "images", "masks", ".png"
     split_aliases: dict[str, str] = {}
 
     def __init__(self, root: str | Path, split: str = "train", *, transforms: Transform | str | None = None,
                  num_classes: int | None = None, reduce_zero_label: bool = False,
-                 classes: Sequence[str] | None = None, skip_bad: bool = False):
+                 classes: Sequence[str] | None = None, palette: str | Path | None = None,
+                 skip_bad: bool = False):
         self.root = Path(root)
         self.split = split_name(split, self.split_aliases)
+        self.colour_palette: Palette | None = None if palette is None else read_palette(palette)
+        if classes is None and self.colour_palette and not (self.root / "classes.txt").is_file():
+            classes = self.colour_palette.classes
         classes = self._classes(classes, num_classes)
         super().__init__(classes, transforms=transforms, num_classes=num_classes,
                          reduce_zero_label=reduce_zero_label, skip_bad=skip_bad, where=str(self.root))
+        if self.colour_palette:
+            if len(self.colour_palette.classes) != self.num_classes:
+                raise DataError(str(palette), f"palette has {len(self.colour_palette.classes)} classes, the "
+                                              f"dataset {self.num_classes} ({self.root / 'classes.txt'})")
+            self.palette = self.colour_palette.colours
         self.samples = self._pair(self.root / self.image_dir / self.split, self.root / self.mask_dir / self.split)
         self._finish_construction(str(self.root / self.image_dir / self.split))
+
+    @classmethod
+    def splits(cls, root: str | Path) -> list[str]:
+        """The split folders under ``root/images`` (for ADE20K, ``root`` may be its parent)."""
+        root = Path(root)
+        if not (root / cls.image_dir).is_dir() and (root / "ADEChallengeData2016").is_dir():
+            root = root / "ADEChallengeData2016"
+        images = root / cls.image_dir
+        return sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
 
     def _classes(self, classes: Sequence[str] | None, num_classes: int | None) -> Sequence[str]:
         if classes is not None:
@@ -82,13 +106,23 @@ class FolderDataset(SegmentationDataset):
                                            f"(each needs a mask of its stem, {self.mask_ext})")
         for image in missing:
             self._bad(DataError(str(image), f"missing annotation {mask_dir / (image.stem + self.mask_ext)}"))
-        orphans = sorted(set(masks) - set(images))
-        if orphans:
-            warn(f"{mask_dir}: {len(orphans)} mask(s) without an image, ignored (e.g. {orphans[0]})")
+        self.unpaired_masks = [str(masks[stem]) for stem in sorted(set(masks) - set(images))]
+        if self.unpaired_masks:
+            warn(f"{mask_dir}: {len(self.unpaired_masks)} mask(s) without an image, ignored "
+                 f"(e.g. {Path(self.unpaired_masks[0]).name})")
         return pairs
 
     def sources(self, ref: tuple[Path, Path]) -> tuple[Path, Path, str, str]:
         return ref[0], ref[1], str(ref[0]), str(ref[1])
+
+    @property
+    def stores_labels(self) -> bool:
+        return self.colour_palette is None
+
+    def decode_labels(self, source: Path, name: str) -> np.ndarray:
+        if self.colour_palette is None:
+            return super().decode_labels(source, name)
+        return decode_colour_mask(decode_image(source, name), self.colour_palette, name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, samples={len(self)})"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import BaseDataset, Transform
+from .cityscapes import CityscapesDataset
 from .folder import ADE20KDataset, FolderDataset
 from .parquet import ParquetDataset
 from .tiny_imagenet import TinyImageNetDataset
@@ -17,6 +18,7 @@ DATASETS: dict[str, type[BaseDataset]] = {
     "ade20k": ADE20KDataset,
     "parquet": ParquetDataset,
     "folder": FolderDataset,
+    "cityscapes": CityscapesDataset,
     "tiny_imagenet": TinyImageNetDataset,
 }
 

@@ -26,6 +26,7 @@ class ParquetDataset(SegmentationDataset):
     Defaults: ADE20K's 150 classes with reduce-zero-label."""
 
     split_aliases = {"training": "train", "val": "validation"}
+    thread_safe = False  # one cached row group, replaced as reading moves on
 
     def __init__(self, root: str | Path, split: str = "train", *, transforms: Transform | str | None = None,
                  num_classes: int | None = None, classes: Sequence[str] = ADE20K_CLASSES,

@@ -17,8 +17,10 @@ from ..config import (
     ModelConfig,
     StageConfig,
 )
+from ..labels import names_from_id2label
 from ..pretrained import CONFIG_NAME, MODEL_CONFIG_KEY, CheckpointError
 from ..registry import get_config, list_models
+from . import boost_seed, rope_seed
 from .formats import OWN_CLASSIFIER_FORMAT
 from .reading import Source
 
@@ -41,18 +43,44 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
             )
             config = config.replace(num_classes=DEFAULT_NUM_CLASSES)
         return config
+    if source.format.name == boost_seed.FORMAT_NAME:
+        return boost_seed_config(source, converted, notes)
     if source.hf_config is not None:
         encoder_only = not any(k.startswith("decode_head.") for k in converted)
-        return config_from_hf(source.hf_config, encoder_only, notes)
+        try:
+            return config_from_hf(source.hf_config, encoder_only, notes)
+        except CheckpointError as e:
+            raise CheckpointError(f"{source.path}: {e}") from None
     try:
-        return infer_config(converted, notes)
+        config = infer_config(converted, notes)
     except CheckpointError as e:
         raise CheckpointError(f"{source.path}: {e}") from None
+    if source.format.name == rope_seed.NAME:
+        notes.append(rope_seed.bare_mixed_note())
+        return named(rope_seed.with_seed_rope(config, mixed=True))
+    if source.format.name == "huggingface":
+        notes.append(rope_seed.ambiguous_note(config))
+    return config
+
+
+def boost_seed_config(source: Source, converted: dict[str, torch.Tensor], notes: list[str]) -> ModelConfig:
+    """The BoostFormer seed's model: its ``config.json`` (a ``SegformerConfig``) or, for a
+    bare state dict, what the weights say, read as SegFormer's, then in its layout."""
+    # a config.json's encoder-only model says its image classes; a bare file's settings
+    # already give its head the default classes
+    encoder_only = source.hf_config is not None and not any(k.startswith("decode_head.") for k in converted)
+    try:
+        settings = boost_seed.seed_settings(source.hf_config, converted, notes)
+        return named(boost_seed.as_boostformer(config_from_hf(settings, encoder_only, notes)))
+    except (CheckpointError, ConfigError) as e:
+        where = source.path / CONFIG_NAME if source.hf_config is not None else source.path
+        raise CheckpointError(f"{where}: {e}") from None
 
 
 def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> ModelConfig:
     """A ``ModelConfig`` from a ``SegformerConfig`` dict (missing entries take
-    transformers' defaults, which are MiT-B0's)."""
+    transformers' defaults, which are MiT-B0's), or the RoPE seed's (``rope_seed``); its
+    ``id2label`` names the classes (transformers' ``LABEL_k`` placeholders name nothing)."""
     if hf.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(f"hidden_act {hf['hidden_act']!r} is not supported (SegFormer uses 'gelu')")
     n = hf.get("num_encoder_blocks", 4)
@@ -81,6 +109,10 @@ def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> 
         )
     else:
         num_classes = len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels", 2)
+    try:
+        class_names = names_from_id2label(hf["id2label"]) if hf.get("id2label") and not encoder_only else None
+    except ValueError as e:
+        raise CheckpointError(f"{CONFIG_NAME}: {e}") from None
     decoder = DecoderConfig(
         width=hf.get("decoder_hidden_size", 256), dropout=hf.get("classifier_dropout_prob", 0.1)
     )
@@ -90,7 +122,10 @@ def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> 
         num_classes=num_classes,
         in_channels=hf.get("num_channels", 3),
         drop_path_rate=hf.get("drop_path_rate", 0.1),
+        class_names=class_names,
     )
+    if hf.get("model_type") == rope_seed.MODEL_TYPE:
+        config = rope_seed.from_seed_config(config, hf)
     return named(config)
 
 

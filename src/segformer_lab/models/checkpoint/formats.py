@@ -16,7 +16,9 @@ from typing import Callable
 
 import torch
 
+from ..config import MIT_HEADS
 from ..pretrained import CLASSIFICATION, FORMAT_TAG
+from . import boost_seed, rope_seed
 
 # (pattern, replacement): a ``re.sub`` rule applied to every key
 Rename = tuple[str, str | Callable[[re.Match[str]], str]]
@@ -60,6 +62,19 @@ HF_RENAMES: tuple[Rename, ...] = (
     (rf"^{re.escape(HF_PREFIX)}", ""),
     (r"^decode_head\.linear_projections\.", "decode_head.linear_c."),
 )
+
+
+def rope_seed_format(heads: tuple[int, ...] = MIT_HEADS) -> KeyFormat:
+    """The SegFormer-with-RoPE seed's spelling (``rope_seed``) for a model with ``heads``
+    per stage (its mixed frequencies are stacked over heads)."""
+    return KeyFormat(
+        name=rope_seed.NAME,
+        signature=rope_seed.SIGNATURE,
+        renames=HF_RENAMES,
+        transforms=rope_seed.transforms(heads),
+        ignored=rope_seed.IGNORED,
+    )
+
 
 KEY_FORMATS = (  # detection tries them in this order; ours is the fallback
     KeyFormat(
@@ -117,6 +132,15 @@ KEY_FORMATS = (  # detection tries them in this order; ours is the fallback
         ),
         ignored=((r"^classifier\.", IMAGENET_HEAD),),
     ),
+    # before Hugging Face's: the BoostFormer seed's keys carry its prefix
+    KeyFormat(
+        name=boost_seed.FORMAT_NAME,
+        signature=boost_seed.SIGNATURE,
+        renames=boost_seed.RENAMES,
+        transforms=boost_seed.TRANSFORMS,
+        ignored=boost_seed.IGNORED + ((r"^classifier\.", IMAGENET_HEAD),),
+    ),
+    rope_seed_format(),  # its mixed models' keys; before Hugging Face's, whose keys it also has
     KeyFormat(
         name="huggingface",
         signature=r"^segformer\.encoder\.|^decode_head\.linear_projections\.",

@@ -1,15 +1,28 @@
-"""Export to Hugging Face transformers: our keys in the Hub's spelling, and the
-``SegformerConfig`` of a config that plain SegFormer can express."""
+"""Export to Hugging Face transformers: our keys in the Hub's spelling, the
+``SegformerConfig`` of a config that plain SegFormer can express, and ``save_transformers``,
+a directory that ``transformers.SegformerForSemanticSegmentation.from_pretrained`` opens
+(transformers is not needed to write it)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
+from torch import nn
 
+from ..._io import atomic_write, write_json
 from ..config import DecoderConfig, ModelConfig, StageConfig
+from ..labels import resolve_class_names, to_id2label
+from ..pretrained import CONFIG_NAME, WEIGHTS_NAME
+from ..segmentor import SegmentationModel
 from .formats import HF_PREFIX
+
+HF_MODEL_TYPE = "segformer"
+HF_ARCHITECTURE = "SegformerForSemanticSegmentation"
 
 # What a transformers SegformerConfig can say about a stage; every other field must keep
 # its plain-SegFormer default (``fold`` changes how, not what, a model computes).
@@ -40,6 +53,13 @@ def transformers_differences(config: ModelConfig) -> list[str]:
     return differences
 
 
+def hf_labels(config: ModelConfig) -> dict[str, dict]:
+    """``id2label`` and ``label2id`` of ``config``'s classes (``resolve_class_names``: its
+    own names, else ADE20K's for 150 classes, else ``class k``)."""
+    names = resolve_class_names(config.class_names, config.num_classes, config.name)
+    return {"id2label": to_id2label(names), "label2id": {name: i for i, name in enumerate(names)}}
+
+
 def to_hf_config(config: ModelConfig) -> dict[str, Any]:
     """The ``transformers.SegformerConfig`` keyword arguments describing ``config``; a
     ``ValueError`` naming the differences if transformers' SegFormer cannot express it.
@@ -67,4 +87,32 @@ def to_hf_config(config: ModelConfig) -> dict[str, Any]:
         "classifier_dropout_prob": config.decoder.dropout,
         "drop_path_rate": config.drop_path_rate,
         "num_labels": config.num_classes,
+        **hf_labels(config),
     }
+
+
+def save_transformers(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Write ``model`` in transformers' own format: ``config.json`` (``model_type``
+    ``"segformer"``, ``id2label``) and ``model.safetensors`` in the Hub's key spelling,
+    each atomically, so that ``SegformerForSemanticSegmentation.from_pretrained(directory)``
+    computes the same logits (and ``load_model`` reads it back).
+
+    Only a plain SegFormer can be written: a ``SegmentationModel`` whose config
+    transformers can express (``to_hf_config``); anything else (RoPE, BoostFormer's
+    components, resizers, an ``ImageClassifier``) is a ``ValueError`` saying why."""
+    if not isinstance(model, SegmentationModel):
+        raise ValueError(
+            f"save_transformers writes a SegmentationModel (as {HF_ARCHITECTURE}); got {type(model).__name__}"
+        )
+    config = {
+        "architectures": [HF_ARCHITECTURE],
+        "model_type": HF_MODEL_TYPE,
+        **to_hf_config(model.config),
+        **hf_labels(model.config),
+    }
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in to_hf_state_dict(model.state_dict()).items()}
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    write_json(directory / CONFIG_NAME, config)
+    return directory

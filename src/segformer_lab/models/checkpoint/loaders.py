@@ -13,8 +13,10 @@ import os
 from torch import nn
 
 from ..classifier import ImageClassifier
+from ..hub import resolve_checkpoint
 from ..pretrained import MODEL_CONFIG_KEY, CheckpointError
 from ..segmentor import SegmentationModel
+from . import rope_seed
 from .architecture import segmentation_config
 from .compare import LoadReport, load_converted
 from .convert import convert
@@ -35,6 +37,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, reset_classifier: bo
     ``CheckpointError`` naming the keys and both shapes, and the model is left untouched.
     """
     source = read(path)
+    rope_seed.check_model(source.hf_config, model, str(source.path))
     converted, ignored = convert(source)
     report = load_converted(model, source, converted, ignored, reset_classifier)
     log.info("loaded %s (%s format); %s", source.path, source.format.name, "; ".join(report.notes) or "all keys matched")
@@ -44,6 +47,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike, reset_classifier: bo
 def load_model(path: str | os.PathLike) -> SegmentationModel:
     """Build the model a checkpoint describes and load it; returned in eval mode.
 
+    ``path``: a file or directory, or a Hugging Face Hub model id (``owner/name``,
+    ``owner/name@revision``) read from its snapshot in huggingface_hub's cache, fetched if
+    missing (``models.hub.resolve_checkpoint``; a local path of the same spelling wins).
     The architecture comes from the checkpoint's own config (``config.json``, ours or
     Hugging Face's, or the config a training run's ``.ckpt`` carries) or, for a bare
     weights file, from the tensor shapes (see ``architecture.infer_config`` for what is
@@ -89,5 +95,6 @@ def load_classifier_weights(model: ImageClassifier, path: str | os.PathLike) -> 
 
 def load_classifier(path: str | os.PathLike) -> ImageClassifier:
     """The ``ImageClassifier`` a classifier directory (``save_pretrained``) describes, with
-    its weights; returned in eval mode (``ImageClassifier.from_pretrained``)."""
-    return ImageClassifier.from_pretrained(path)
+    its weights; returned in eval mode (``ImageClassifier.from_pretrained``). ``path`` may
+    be a Hub id, as for ``load_model``."""
+    return ImageClassifier.from_pretrained(resolve_checkpoint(path))

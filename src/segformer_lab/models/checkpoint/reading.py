@@ -6,11 +6,14 @@ Sources, recognised from the files themselves:
 - this project's directory: ``config.json`` with ``"format": "segformer_lab"`` (and
   ``"task": "classification"`` for an ``ImageClassifier``) and ``model.safetensors``;
 - a Hugging Face directory: ``config.json`` with ``"model_type": "segformer"`` and
-  ``model.safetensors`` or ``pytorch_model.bin``;
+  ``model.safetensors`` or ``pytorch_model.bin``; the SegFormer-with-RoPE seed's, with
+  ``"model_type": "segformer-with-rope"`` (``rope_seed``);
 - a training run's Lightning ``.ckpt``: ``state_dict`` with the ``model.`` prefix, and
   this project's config under ``MODEL_CONFIG_KEY``;
 - a bare weights file (``.safetensors``, ``.bin``, ``.pth``, ``.pt``, ``.ckpt``), optionally
-  wrapped in ``{"state_dict": ...}`` or ``{"model": ...}``, its key format detected.
+  wrapped in ``{"state_dict": ...}`` or ``{"model": ...}``, its key format detected;
+- a Hugging Face Hub model id, ``owner/name[@revision]``, that is not a local path: its
+  snapshot in huggingface_hub's cache (``models.hub.resolve_checkpoint``), read as a directory.
 
 Pickled files are opened only with ``torch.load(weights_only=True)``: a file that needs
 anything beyond tensors and plain containers is refused, and nothing in it runs.
@@ -28,19 +31,19 @@ from typing import Any
 
 import torch
 
+from ..hub import HF_WEIGHTS_NAMES, resolve_checkpoint
 from ..pretrained import (
     CLASSIFICATION,
     CONFIG_NAME,
     MODEL_CONFIG_KEY,
-    WEIGHTS_NAME,
     CheckpointError,
     own_config,
     read_config,
     read_safetensors,
 )
-from .formats import KEY_FORMATS, OWN_CLASSIFIER_FORMAT, OWN_FORMAT, KeyFormat
+from . import rope_seed
+from .formats import KEY_FORMATS, OWN_CLASSIFIER_FORMAT, OWN_FORMAT, KeyFormat, rope_seed_format
 
-HF_WEIGHTS_NAMES = (WEIGHTS_NAME, "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 WRAPPER_KEYS = ("state_dict", "model")
 WRAPPER_PREFIXES = ("module.", "model.")  # DistributedDataParallel, a Lightning module's ``self.model``
@@ -65,7 +68,8 @@ class Source:
 
 
 def read(path: str | os.PathLike) -> Source:
-    path = Path(path)
+    """The checkpoint at ``path`` (a Hub id: its cached snapshot), read, unwrapped, detected."""
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.is_dir():
@@ -96,6 +100,9 @@ def read(path: str | os.PathLike) -> Source:
     elif path.is_dir() and config.get("model_type") == "segformer":
         source.hf_config = config
         source.format = detect(state)
+    elif path.is_dir() and config.get("model_type") == rope_seed.MODEL_TYPE:
+        source.hf_config = config
+        source.format = rope_seed_format(rope_seed.config_heads(config))
     else:
         raise CheckpointError(
             f"{where} describes neither a segformer_lab model nor a Hugging Face SegFormer "

@@ -123,7 +123,7 @@ def plot_miou_vs_size(summary: Summary, colours: dict[str, Any], path: Path) -> 
 
 def predictions(models: dict[str, Any], val_set, indices: Sequence[int], size: int, device: str) -> dict[str, Any]:
     """Images, labels and each model's prediction (input short side ``size``, upsampled
-    to the label size) for the grid."""
+    to the label size) for the grid, with the class names and palette the models carry."""
     rows = []
     with torch.no_grad():
         for index in indices:
@@ -134,16 +134,20 @@ def predictions(models: dict[str, Any], val_set, indices: Sequence[int], size: i
                      for name, model in models.items()}
             rows.append({"image": raw["image"], "labels": raw["mask"], "preds": preds,
                          "name": Path(raw["path"]).stem})
-    return {"rows": rows}
+    config = next(iter(models.values())).config  # the models' own names and colours (training stores them)
+    return {"rows": rows, "classes": config.class_names, "palette": config.palette}
 
 
 def prediction_grid(grid: dict[str, Any], summary: Summary, path: Path) -> Path:
-    """One row per image of ``grid`` (``predictions``): input, ground truth, each model."""
+    """One row per image of ``grid`` (``predictions``): input, ground truth, each model;
+    the legend names the classes as the models do (the dataset's names for models from
+    runs that stored none)."""
     plt = _pyplot()
     from matplotlib.patches import Patch
 
+    classes, colours = grid["classes"] or summary.classes, grid["palette"] or summary.palette
     palette = np.zeros((256, 3), np.uint8)
-    palette[:len(summary.palette)] = summary.palette  # 255 (unlabelled) stays black
+    palette[:len(colours)] = colours  # 255 (unlabelled) stays black
     rows = grid["rows"]
     columns = ["input", "ground truth", *summary.models]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.3 * len(columns), 2.0 * len(rows) + 0.9),
@@ -159,7 +163,7 @@ def prediction_grid(grid: dict[str, Any], summary: Summary, path: Path) -> Path:
                 ax.set_title(columns[c], fontsize=8)
         h, w = row["labels"].shape
         axes[r][0].set_ylabel(f"{row['name']}\n{h}x{w}", fontsize=7)
-    handles = [Patch(color=np.array(summary.palette[i]) / 255, label=name) for i, name in enumerate(summary.classes)]
+    handles = [Patch(color=np.array(colours[i]) / 255, label=name) for i, name in enumerate(classes)]
     handles.append(Patch(color="black", label="unlabelled"))
     fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=7, frameon=False)
     return _save(fig, path, rect=(0, 0.07, 1, 1))
