@@ -12,6 +12,7 @@ import sys
 import torch
 
 from .._io import write_json
+from ..data import IMAGENET_MEAN, IMAGENET_STD
 
 from ..export import (
     DEFAULT_OPSET,
@@ -94,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
         if args.report:  # what the report needs is checked before the export
             dataset, inference = report_data(args.report, run_config(args.source), model.config.num_classes)
             threads = args.report_threads or torch.get_num_threads()
-            others = [OnnxModel(path, threads=threads) for path in args.compare]
+            # files of this model: its classes and normalisation, should one carry no metadata
+            known = {"num_classes": model.config.num_classes, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+            others = [OnnxModel(path, threads=threads, **known) for path in args.compare]
         elif args.compare or args.report_json or args.report_threads:
             raise ValueError("--compare, --report-json and --report-threads go with --report FORMAT:ROOT")
         result = export_onnx(

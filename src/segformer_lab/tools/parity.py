@@ -106,7 +106,7 @@ def format_report(report: dict[str, Any]) -> str:
     shape = "x".join(map(str, report["latency_input"]))
     lines = [
         f"parity of {report['model']} on {report['images']} images (" + ", ".join(
-            f"{k}={v}" for k, v in report["inference"].items()) + f"); latency {shape}, {report['threads']} threads, "
+            f"{k}={v}" for k, v in report["inference"].items()) + f"); latency {shape}, {report['threads']} thread(s), "
         f"median of {report['repeats']} rounds in turns, relative to {report['latency_reference']}",
         "| model | precision | mIoU | Δ mIoU | max abs diff | argmax agreement | latency | relative |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
