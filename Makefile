@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 OUT ?= outputs/demo
 DEMO_ARGS ?=
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench-gpu venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.test
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The GPU table of docs/benchmarks.md in one call of at most 8 minutes (transformers, a test
+# extra, is the comparison), written to $(BENCH_OUT)/bench_gpu.{md,json}. On a machine
+# without CUDA it runs a small CPU version in about a minute. On a GPU machine use a CUDA
+# build of torch, e.g. make TORCH=torch bench-gpu.
+BENCH_OUT ?= outputs/bench-gpu
+bench-gpu: $(VENV)/.test
+	$(BIN)/python benchmarks/bench_gpu.py --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

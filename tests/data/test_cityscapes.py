@@ -1,8 +1,11 @@
 """The Cityscapes format on a small tree in the official layout."""
 
+import json
+
 import pytest
 from datasets_on_disk import H, W, make_cityscapes
 
+from segformer_lab import cli
 from segformer_lab.data import DataError, DataWarning, build_dataset
 from segformer_lab.data.datasets.cityscapes import CityscapesDataset
 from segformer_lab.data.palettes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
@@ -43,3 +46,22 @@ def test_missing_label_file_is_named(tmp_path):
     with pytest.warns(DataWarning, match="missing annotation"):
         kept = build_dataset("cityscapes", root, "train", skip_bad=True)
     assert [image.parent.name for image, _ in kept.samples] == ["aachen"]
+
+
+def test_a_transformers_cityscapes_checkpoint_evaluates_on_the_official_layout(tmp_path, capsys):
+    """What ``segformer-b*-finetuned-cityscapes-1024-1024`` is: transformers' save of a
+    19-class SegFormer whose id2label names Cityscapes' classes; it evaluates through the
+    recipe's sliding window and names the classes in the table."""
+    transformers = pytest.importorskip("transformers")
+    names = list(CITYSCAPES_CLASSES)
+    config = transformers.SegformerConfig(hidden_sizes=[16, 32, 40, 64], decoder_hidden_size=32, depths=[1, 1, 1, 1],
+                                          num_labels=19, id2label=dict(enumerate(names)))  # fmt: skip
+    transformers.SegformerForSemanticSegmentation(config).save_pretrained(tmp_path / "finetuned-cityscapes")
+    root = make_cityscapes(tmp_path)
+    argv = ["eval", str(tmp_path / "finetuned-cityscapes"), "--data", f"cityscapes:{root}", "--split", "val",
+            "--mode", "slide", "--crop", "32", "--stride", "24", "--json", str(tmp_path / "scores.json")]  # fmt: skip
+    assert cli.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "road" in table and "bicycle" in table
+    (scores,) = json.loads((tmp_path / "scores.json").read_text())["results"]
+    assert list(scores["per_class"]) == names and 0 <= scores["mIoU"] <= 1

@@ -252,4 +252,5 @@ def test_shipped_configs_resolve(path):
         build_transforms(params.pop("name"), **params)
     OptimConfig(**config["optim"]).warmup_iters(1000)
     if config["task"] == "segmentation":  # the published recipes: 16 per step on ADE20K, 8 on Cityscapes
-        assert config["data"]["batch_size"] == (8 if config["data"]["format"] == "cityscapes" else 16)
+        per_format = {"cityscapes": 8, "folder": 8}  # and 8 for fine-tuning on a folder (one GPU)
+        assert config["data"]["batch_size"] == per_format.get(config["data"]["format"], 16)

@@ -8,7 +8,7 @@ import torch
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.tools.bench import benchmark, randomise_batch_norms, random_batch, training_step
+from segformer_lab.tools.bench import TrainingStep, benchmark, randomise_batch_norms, random_batch
 from segformer_lab.tools.timing import relative_rows
 
 FAST = {"size": (64, 64), "warmup": 1, "repeats": 2}
@@ -118,7 +118,7 @@ def test_training_step_updates_the_weights():
     pixel_values, labels = random_batch((1, 3, 64, 64), 3)
     assert labels.shape == (1, 64, 64) and (labels == 255).any()
     assert ((labels < 3) | (labels == 255)).all()
-    step = training_step(model, labels)
+    step = TrainingStep(model, labels)
     before = model.decode_head.classifier.weight.clone()
     loss = step(pixel_values)
     assert model.training and loss.ndim == 0 and not loss.requires_grad

@@ -175,13 +175,16 @@ class DeformableAttention(nn.Module):
 
     def sample(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Bilinear samples of ``x`` (``[B, H, W, C]``) at ``positions`` (``[B, groups, h, w, 2]``,
-        pixel coordinates): ``[B, h, w, C]``; group ``i``'s channels are read at its positions."""
+        pixel coordinates): ``[B, h, w, C]``; group ``i``'s channels are read at its positions.
+
+        Sampling runs in the positions' dtype (at least float32): in bfloat16 a normalised
+        coordinate near 1 moves in steps of 1/128, half a pixel of a 128-wide map."""
         h, w = x.shape[1], x.shape[2]
         source = self.merge_groups(to_nchw(x).unflatten(1, (self.offset_groups, -1)))
         grid = torch.stack((pixel_to_grid(positions[..., 0], w), pixel_to_grid(positions[..., 1], h)), dim=-1)
-        out = F.grid_sample(source, self.merge_groups(grid).to(x.dtype), mode="bilinear", padding_mode="zeros",
-                            align_corners=False)
-        return to_nhwc(self.split_groups(out).flatten(1, 2))
+        grid = self.merge_groups(grid)
+        out = F.grid_sample(source.to(grid.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return to_nhwc(self.split_groups(out.to(x.dtype)).flatten(1, 2))
 
     def relative_position_bias(self, positions: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """``[B, heads, H*W, h*w]`` logit bias from the displacements between every query

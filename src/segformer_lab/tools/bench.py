@@ -1,5 +1,6 @@
-"""``segformer-lab bench``: CPU inference latency, side by side with other models or
-with transformers.
+"""``segformer-lab bench``: inference latency and throughput on the CPU or a GPU, in
+float32, bfloat16 or float16, eager or compiled, side by side with other models or with
+transformers, with the peak memory of each.
 
 Every comparison runs its contenders in turns within one loop (``timing.time_in_turns``:
 a, b, a, b, ...), so that drift on a shared machine hits all alike and their ratios stay
@@ -11,6 +12,12 @@ the same model exported to ONNX and run by onnxruntime on the CPU (``--onnx``).
 ``--train`` times training steps instead: forward, the loss on labels at the input size,
 backward and an AdamW step, for our models (fused upsampled cross-entropy) and, with
 ``--compare-hf``, for transformers' model with its own loss on the same weights and batch.
+
+``--device``, ``--precision`` (autocast; transformers runs under the same) and
+``--compile`` apply to every contender alike; ``tools/device.py`` checks them up front and
+says what peak memory means. A contender that fails to compile is left out with one line
+on stderr and the others still run; if the first one (ours, or the first model named)
+fails, the run stops.
 """
 
 from __future__ import annotations
@@ -29,11 +36,16 @@ from torch import nn
 from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
 from ..export import export_onnx, onnx_session, require_export_packages
-from ..models import SegmentationModel, create_model, open_model, save_transformers
+from ..models import SegmentationModel, create_model, open_model
 from ..models.hub import parse_hub_id
 from .bench_data import print_data_result, run_data_bench
+from .device import (
+    PRECISIONS, autocast, check_precision, compiled, environment, first_calls, in_precision, memory_note,
+    peak_memory_mib, resolve_device, tensor_bytes,
+)  # fmt: skip
+from .hf_twin import hf_loss, randomise_batch_norms, transformers_twin
 from .profile import resolve_models
-from .timing import print_comparison, relative_rows, summarise, time_in_turns, torch_threads
+from .timing import mib, print_comparison, relative_rows, setting, summarise, time_in_turns, torch_threads
 
 DEFAULT_WARMUP = 2
 DEFAULT_REPEATS = 10
@@ -50,9 +62,14 @@ def benchmark(
     compare_hf: bool = False,
     onnx: bool = False,
     train: bool = False,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    compile: dict | None = None,
 ) -> dict:
-    """Median latency and throughput of ``model(random batch)`` in eval/inference mode
-    (``train``: of a training step, see ``training_step``).
+    """Median latency, throughput and peak memory of ``model(random batch)`` in
+    eval/inference mode (``train``: of a training step, see ``TrainingStep``) on ``device``
+    in ``precision`` (``PRECISIONS``: autocast), compiled with ``torch.compile(**compile)``
+    unless ``compile`` is None.
 
     With ``compare_hf`` the same weights also run in transformers (a test extra) and the
     result adds its latency, the speed-up (theirs / ours) and the largest absolute logit
@@ -62,39 +79,56 @@ def benchmark(
     ``onnx_max_abs_diff``. With ``train`` and ``compare_hf`` the result has ``loss_abs_diff``:
     the two losses on the same batch in eval mode (no dropout) before any step. A model
     built here from a name gets random BatchNorm statistics first; a model passed in keeps
-    its weights (it is switched to eval mode; ``train`` steps a copy). ``threads`` applies
-    for this call only.
+    its weights (it is switched to eval mode; ``train`` or another device works on a copy).
+    ``threads`` applies for this call only. Every contender is called once, untimed, before
+    the ``warmup`` rounds (compilation happens there), and once more after the timed
+    rounds for its peak memory (``peak_memory_mib``).
     """
     _check_counts(batch, repeats, warmup)
     if train and onnx:
         raise ValueError("--onnx times inference only; it does not combine with --train")
+    device = resolve_device(device)
+    if onnx and (device.type != "cpu" or precision != "fp32" or compile is not None):
+        raise ValueError("--onnx compares onnxruntime with float32 eager PyTorch on the CPU: "
+                         "leave out --device cuda, --precision and --compile")  # fmt: skip
+    check_precision(device, precision)
     if isinstance(model_or_name, str):
         model = create_model(model_or_name)
         if compare_hf or onnx:
             randomise_batch_norms(model)
     else:
-        model = copy.deepcopy(model_or_name) if train else model_or_name
+        on_device = next(model_or_name.parameters()).device == device
+        model = copy.deepcopy(model_or_name) if train or not on_device else model_or_name
     model.eval()
     with torch_threads(threads):
         shape = (batch, model.config.in_channels, *size)
-        pixel_values, labels = random_batch(shape, model.config.num_classes)
-        twin = transformers_twin(model) if compare_hf else None
-        runners: dict[str, Callable[[torch.Tensor], torch.Tensor]]
+        pixel_values, labels = (t.to(device) for t in random_batch(shape, model.config.num_classes))
+        twin = transformers_twin(model).to(device) if compare_hf else None
+        model.to(device)
+        owners: dict[str, tuple[nn.Module, ...]] = {"ours": (model,)}
+        runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
         if train:
             if twin is not None:
-                with torch.no_grad():
+                with torch.no_grad(), autocast(device, precision):
                     loss_abs_diff = abs(our_loss(model, pixel_values, labels) - hf_loss(twin, pixel_values, labels))
-            runners = {"ours": training_step(model, labels)}
+            runners["ours"] = ours = TrainingStep(compiled(model, compile), labels, precision=precision)
+            owners["ours"] = (model, ours.optimizer)
             if twin is not None:
-                runners["transformers"] = training_step(twin, labels, hf_loss)
+                runners["transformers"] = theirs = TrainingStep(compiled(twin, compile), labels, hf_loss, precision)
+                owners["transformers"] = (twin, theirs.optimizer)
         else:
-            runners = {"ours": model}
+            runners["ours"] = in_precision(compiled(model, compile), device, precision)
             if twin is not None:
-                runners["transformers"] = lambda x: twin(pixel_values=x).logits
+                twin_run = compiled(twin, compile)
+                runners["transformers"] = in_precision(lambda x: twin_run(pixel_values=x).logits, device, precision)
+                owners["transformers"] = (twin,)
         with tempfile.TemporaryDirectory() as directory:
             if onnx:
                 runners["onnxruntime"] = onnx_runner(model, shape, directory)
-            times, outputs = time_in_turns(runners, pixel_values, warmup, repeats, train)
+            runners, failed = first_calls(runners, pixel_values, compile is not None, inference=not train)
+            times, outputs = time_in_turns(runners, pixel_values, warmup, repeats, train, device)
+            memory = {name: peak_memory_mib(run, pixel_values, device, tensor_bytes(*owners[name]), not train)
+                      for name, run in runners.items() if name in owners}  # fmt: skip
         result = {
             "model": model.config.name,
             "mode": "train" if train else "inference",
@@ -102,18 +136,23 @@ def benchmark(
             "threads": torch.get_num_threads(),
             "warmup": warmup,
             "repeats": repeats,
-            "torch": torch.__version__,
-            "ours": summarise(times["ours"], batch),
+            **environment(device, precision, compile),
+            "memory": memory_note(device),
+            "ours": {**summarise(times["ours"], batch), "peak_memory_mib": memory["ours"]},
         }
-    if compare_hf:
+    if failed:
+        result["left_out"] = failed
+    if compare_hf and "transformers" in times:
         import transformers
 
-        result["transformers"] = {**summarise(times["transformers"], batch), "version": transformers.__version__}
+        result["transformers"] = {**summarise(times["transformers"], batch), "peak_memory_mib": memory["transformers"],
+                                  "version": transformers.__version__}  # fmt: skip
         result["speedup"] = result["transformers"]["median_ms"] / result["ours"]["median_ms"]
+        result["memory_ratio"] = _ratio(memory["ours"], memory["transformers"])
         if train:
             result["loss_abs_diff"] = loss_abs_diff.item()
         else:
-            result["max_abs_diff"] = (outputs["ours"] - outputs["transformers"]).abs().max().item()
+            result["max_abs_diff"] = (outputs["ours"].float() - outputs["transformers"].float()).abs().max().item()
     if onnx:
         import onnxruntime
 
@@ -144,21 +183,44 @@ def compare_models(
     warmup: int = DEFAULT_WARMUP,
     repeats: int = DEFAULT_REPEATS,
     train: bool = False,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    compile: dict | None = None,
 ) -> dict:
-    """Median latency (``train``: training-step time) of several registered models timed
-    in turns, each relative to the first (see ``relative_rows``)."""
+    """Median latency (``train``: training-step time) and peak memory of several
+    registered models timed in turns, each relative to the first (see ``relative_rows``);
+    ``device``, ``precision`` and ``compile`` as for ``benchmark``. A model that fails to
+    compile is left out (``left_out``) unless it is the first."""
     _check_counts(batch, repeats, warmup)
-    models = {name: create_model(name).train(train) for name in names}
+    device = resolve_device(device)
+    check_precision(device, precision)
+    models = {name: create_model(name).train(train).to(device) for name in names}
     with torch_threads(threads):
         shape = (batch, 3, *size)
-        pixel_values, labels = random_batch(shape, min(m.config.num_classes for m in models.values()))
-        runners = {name: training_step(m, labels) for name, m in models.items()} if train else models
-        times, _ = time_in_turns(runners, pixel_values, warmup, repeats, train)
+        pixel_values, labels = (t.to(device) for t in random_batch(shape, min(m.config.num_classes for m in models.values())))
+        if train:
+            steps = {name: TrainingStep(compiled(m, compile), labels, precision=precision) for name, m in models.items()}
+            owners = {name: (models[name], step.optimizer) for name, step in steps.items()}
+            runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(steps)
+        else:
+            runners = {name: in_precision(compiled(m, compile), device, precision) for name, m in models.items()}
+            owners = {name: (m,) for name, m in models.items()}
+        runners, failed = first_calls(runners, pixel_values, compile is not None, inference=not train)
+        times, _ = time_in_turns(runners, pixel_values, warmup, repeats, train, device)
+        rows = relative_rows(times, batch)
+        for row in rows:
+            row["peak_memory_mib"] = peak_memory_mib(runners[row["model"]], pixel_values, device,
+                                                     tensor_bytes(*owners[row["model"]]), not train)  # fmt: skip
         threads_used = torch.get_num_threads()
     return {
         "mode": "train" if train else "inference", "input": list(shape), "threads": threads_used,
-        "warmup": warmup, "repeats": repeats, "torch": torch.__version__, "models": relative_rows(times, batch),
+        "warmup": warmup, "repeats": repeats, **environment(device, precision, compile),
+        "memory": memory_note(device), "models": rows, **({"left_out": failed} if failed else {}),
     }  # fmt: skip
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or not denominator else numerator / denominator
 
 
 def _check_counts(batch: int, repeats: int, warmup: int) -> None:
@@ -180,75 +242,30 @@ def our_loss(model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor)
     return upsampled_cross_entropy(model(pixel_values), labels)
 
 
-def hf_loss(twin: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """transformers' own loss: its logits upsampled to the labels, cross-entropy ignoring 255."""
-    return twin(pixel_values=pixel_values, labels=labels).loss
+class TrainingStep:
+    """A callable doing one training step on ``(pixel_values, labels)``: forward and loss
+    (under autocast in ``precision``), backward, AdamW step (lr 6e-5, the SegFormer
+    recipe; float16 through a gradient scaler). Returns the loss, detached. Switches
+    ``model`` to training mode (dropout, drop path, BatchNorm statistics)."""
 
+    def __init__(self, model: nn.Module, labels: torch.Tensor, loss_fn: Callable[..., torch.Tensor] = our_loss,
+                 precision: str = "fp32") -> None:  # fmt: skip
+        self.model, self.labels, self.loss_fn, self.precision = model.train(), labels, loss_fn, precision
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5)
+        self.scaler = torch.amp.GradScaler(labels.device.type) if PRECISIONS[precision] is torch.float16 else None
 
-def training_step(
-    model: nn.Module, labels: torch.Tensor, loss_fn: Callable[..., torch.Tensor] = our_loss
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A callable doing one training step on ``(pixel_values, labels)``: forward, loss,
-    backward, AdamW step (lr 6e-5, the SegFormer recipe). Returns the loss, detached.
-    Switches ``model`` to training mode (dropout, drop path, BatchNorm statistics)."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5)
-
-    def step(pixel_values: torch.Tensor) -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model, pixel_values, labels)
-        loss.backward()
-        optimizer.step()
+    def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(pixel_values.device, self.precision):
+            loss = self.loss_fn(self.model, pixel_values, self.labels)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return loss.detach()
-
-    return step
-
-
-@torch.no_grad()
-def randomise_batch_norms(model: nn.Module, seed: int = 0) -> None:
-    """Random running statistics and affine for every BatchNorm. A fresh BatchNorm
-    (mean 0, variance 1, identity affine) is nearly the identity in eval mode, which would
-    hide a mistake in folding it into the decoder's projections."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0.0, 0.5, generator=generator)
-            module.running_var.uniform_(0.5, 2.0, generator=generator)
-            module.weight.uniform_(0.5, 1.5, generator=generator)
-            module.bias.normal_(0.0, 0.5, generator=generator)
-
-
-def transformers_twin(model: SegmentationModel) -> nn.Module:
-    """transformers' ``SegformerForSemanticSegmentation`` holding ``model``'s weights.
-
-    The weights travel the way an exported checkpoint does: ``save_transformers`` writes
-    the directory, ``from_pretrained`` reads it (applying transformers' own key
-    conversions). Any key it misses or does not use is an error.
-    """
-    try:
-        import transformers
-        from transformers.utils import logging as hf_logging
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
-            "comparing with transformers needs the transformers package (a test extra): "
-            "pip install 'segformer-lab[test]'"
-        ) from err
-
-    progress_bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with tempfile.TemporaryDirectory() as directory:
-            save_transformers(model, directory)
-            twin, info = transformers.SegformerForSemanticSegmentation.from_pretrained(
-                directory, output_loading_info=True
-            )
-    finally:
-        if progress_bar_was_on:
-            hf_logging.enable_progress_bar()
-    problems = {kind: sorted(map(str, items)) for kind, items in info.items() if items}
-    if problems:
-        raise ValueError(f"transformers did not take the weights cleanly: {problems}")
-    return twin.eval()
 
 
 def resolve_targets(tokens: list[str]) -> list[str] | list[SegmentationModel]:
@@ -261,8 +278,9 @@ def resolve_targets(tokens: list[str]) -> list[str] | list[SegmentationModel]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Median latency and throughput of a model on random input (eval mode, inference_mode, "
-        "CPU). With --compare-hf, transformers' SegFormer runs the same weights in turns with ours. With "
+        "Median latency, throughput and peak memory of a model on random input (eval mode, inference_mode), "
+        "on the CPU or a GPU, in float32, bfloat16 or float16 (autocast), eager or compiled. With --compare-hf, "
+        "transformers' SegFormer runs the same weights in turns with ours, in the same precision. With "
         "--train, training steps (forward, loss, backward, AdamW step) are timed instead."
     )
     p.add_argument(
@@ -274,6 +292,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--size", nargs=2, type=int, default=(512, 512), metavar=("H", "W"), help="input size (default: 512 512)"
     )
     p.add_argument("--batch", type=int, default=1, metavar="N", help="images per forward pass (default: 1)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
+                   help="fp32, or autocast to bf16/fp16 for every contender (default: fp32)")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="torch.compile every contender (optional MODE: torch.compile's mode, e.g. "
+                        "reduce-overhead); one that fails is left out with one line, unless it is the first")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch.set_num_threads (default: torch's)")
     p.add_argument(
         "--warmup", type=int, default=DEFAULT_WARMUP, metavar="N", help=f"untimed rounds (default: {DEFAULT_WARMUP})"
@@ -305,15 +329,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give at least one MODEL (or --data)")
     args.repeats = args.repeats or DEFAULT_REPEATS
     names = resolve_targets(args.models)
+    compile_settings = None if args.compile is None else {} if args.compile == "default" else {"mode": args.compile}
+    device_options = {"device": args.device, "precision": args.precision, "compile": compile_settings}
     if len(names) > 1:
         if args.compare_hf or args.onnx:
             raise ValueError("--compare-hf and --onnx take one model")
         return print_comparison(compare_models(names, tuple(args.size), args.batch, args.threads, args.warmup,
-                                               args.repeats, args.train), args.json)  # fmt: skip
+                                               args.repeats, args.train, **device_options), args.json)  # fmt: skip
     try:
         result = benchmark(
             names[0], tuple(args.size), args.batch, args.threads, args.warmup, args.repeats, args.compare_hf,
-            args.onnx, args.train,
+            args.onnx, args.train, **device_options,
         )
     except ModuleNotFoundError as err:
         print(f"segformer-lab {args.command}: error: {err}", file=sys.stderr)
@@ -324,18 +350,20 @@ def run(args: argparse.Namespace) -> int:
     shape = "x".join(map(str, result["input"]))
     what = "training steps" if args.train else "runs"
     print(
-        f"{result['model']}, input {shape}, {result['threads']} threads, torch {result['torch']}: "
+        f"{result['model']}, input {shape}, {setting(result)}: "
         f"median of {result['repeats']} {what} after {result['warmup']} warm-up"
     )
     ours = result["ours"]
-    print(f"  segformer-lab  {ours['median_ms']:9.1f} ms  {ours['images_per_s']:8.2f} img/s")
-    if args.compare_hf:
+    print(f"  segformer-lab  {ours['median_ms']:9.1f} ms  {ours['images_per_s']:8.2f} img/s  {mib(ours)}")
+    if "transformers" in result:
         theirs = result["transformers"]
         print(
-            f"  transformers   {theirs['median_ms']:9.1f} ms  {theirs['images_per_s']:8.2f} img/s"
+            f"  transformers   {theirs['median_ms']:9.1f} ms  {theirs['images_per_s']:8.2f} img/s  {mib(theirs)}"
             f"  (transformers {theirs['version']})"
         )
         print(f"  speed-up (transformers / segformer-lab): {result['speedup']:.2f}x")
+        if result["memory_ratio"] is not None:
+            print(f"  peak memory (segformer-lab / transformers): {result['memory_ratio']:.2f}x")
         if args.train:
             print(f"  loss difference before training (eval mode): {result['loss_abs_diff']:.2e}")
         else:
@@ -348,5 +376,6 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"  speed-up (PyTorch eager / onnxruntime): {result['onnx_speedup']:.2f}x")
         print(f"  max abs logit difference (onnxruntime): {result['onnx_max_abs_diff']:.2e}")
+    print(f"  ({result['memory']})")
     return 0
 
