@@ -2,6 +2,10 @@ import os
 
 import pytest
 import torch
+from helpers import EXPORTED_CLASSES, EXPORTED_PALETTE, randomised
+
+import segformer_lab as sl
+from segformer_lab.export import export_onnx
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,3 +71,18 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
 
+
+
+@pytest.fixture(scope="session")
+def exported_b0(tmp_path_factory):
+    """``(checkpoint_dir, file.onnx)``: a shallow, randomised 3-class segformer_b0 whose
+    config names its classes ``EXPORTED_CLASSES`` and colours them ``EXPORTED_PALETTE``,
+    saved as a checkpoint and exported once per session (dynamic axes, float32, opset 18)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    directory = tmp_path_factory.mktemp("exported_b0")
+    config = sl.get_config("segformer_b0", num_classes=3, class_names=EXPORTED_CLASSES, palette=EXPORTED_PALETTE)
+    model = randomised(sl.create_model(config=config.with_stages(depth=1)))
+    model.eval().save_pretrained(directory / "checkpoint")
+    export_onnx(model, directory / "b0.onnx", check=False)
+    return directory / "checkpoint", directory / "b0.onnx"

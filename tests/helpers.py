@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: configs/, benchmarks/
+EXPORTED_CLASSES = ("sky", "road", "car")  # in the metadata of conftest's ``exported_b0``
+EXPORTED_PALETTE = ((10, 20, 30), (200, 100, 0), (0, 255, 128))
 
 
 @torch.no_grad()

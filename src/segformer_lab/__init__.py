@@ -20,7 +20,7 @@ _EXPORTS = {
          "load_model", "load_weights", "mit_stages", "open_model", "register_model", "save_transformers"),
         "models",
     ),
-    "Segmenter": "inference",
+    **dict.fromkeys(("OnnxSegmenter", "Segmenter"), "inference"),
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -98,7 +98,6 @@ def test_dynamic_int8_is_the_labelled_no_data_fallback(checkpoint, tmp_path, cap
     (["--int8", "--calibrate", "folder:{data}", "--calib-split", "train"],
      "--calibrate folder:{data} [train]: {data}: dataset has 3 classes, caller expects num_classes=4"),
     (["--int8", "--calibrate", "folder:{data}", "--calib-split", "val"], "--calibrate folder:{data} [val]: "),
-    (["--int8", "--calibrate", "nowhere"], "--calibrate must be FORMAT:ROOT, got 'nowhere'"),
     (["--calibrate", "folder:{data}"], "--calibrate applies to --int8 exports only"),
     (["--int8", "--fp16"], "--int8 does not combine with --fp16 or --static"),
     (["--int8", "--int8-recipe", "static"], "--int8-recipe static is static: it needs --calibrate FORMAT:ROOT"),
@@ -114,6 +113,14 @@ def test_bad_int8_options_and_calibration_data_are_refused(data, tmp_path, capsy
     err = capsys.readouterr().err
     assert message.format(data=data) in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_calibration_data_that_is_no_format_and_root_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["export", "segformer_b0", "--onnx", str(tmp_path / "m.onnx"), "--int8", "--calibrate", "nowhere"])
+    assert exit.value.code == 2
+    assert "argument --calibrate: expected FORMAT:ROOT, e.g. ade20k:/data/ade, got 'nowhere'" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_calibration_images_are_spread_over_the_split_and_read_one_at_a_time():

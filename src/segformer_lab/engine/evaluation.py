@@ -1,5 +1,7 @@
 """Evaluation of a trained model on a dataset: one confusion matrix per setting, with
-an optional sweep over input resolutions (labels always stay at their original size)."""
+an optional sweep over input resolutions (labels always stay at their original size).
+The model is a ``SegmentationModel`` or an exported file in onnxruntime (``OnnxModel``):
+both go through the same ``predict_labels`` and metrics."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate
-from ..inference import predict_labels
+from ..inference import OnnxModel, is_onnx_file, predict_labels
 from ..models import SegmentationModel
 from ..models.factory import open_model
 from .experiment import CLASSIFICATION, resolve_config
@@ -20,20 +22,35 @@ from .rundir import CONFIG_FILE
 from .metrics import SegmentationMetrics
 
 
-def load_for_eval(path: str | os.PathLike) -> tuple[SegmentationModel, dict[str, Any] | None]:
+def load_for_eval(path: str | os.PathLike, **onnx_options: Any
+                  ) -> tuple[SegmentationModel | OnnxModel, dict[str, Any] | None]:
     """The model to evaluate and, when ``path`` belongs to a run, the run's resolved config.
 
     ``path``: a run directory (its best weights), a Lightning ``.ckpt`` inside a run's
-    ``checkpoints/`` (it carries its model's config), or anything else ``open_model``
-    takes. Returned in eval mode."""
-    source, path = path, Path(path)  # ``source`` may be a Hub id, which a Path never is
-    run_dir = path if path.is_dir() else path.parent.parent
-    in_run = path.exists() and (run_dir / CONFIG_FILE).is_file()  # not a Hub id's relative parents
-    config = resolve_config(run_dir / CONFIG_FILE) if in_run else None
+    ``checkpoints/`` (it carries its model's config), anything else ``open_model``
+    takes (returned in eval mode), or a ``.onnx`` file (an ``OnnxModel``; ``onnx_options``
+    are its ``num_classes``, ``mean``, ``std`` for a file without metadata)."""
+    if is_onnx_file(path):
+        return OnnxModel(path, **onnx_options), None
+    if onnx_options:
+        raise ValueError(f"{path}: {', '.join(onnx_options)} are for .onnx files without metadata; a checkpoint "
+                         "knows its classes and normalisation")
+    config = run_config(path)
     if config is not None and config["task"] == CLASSIFICATION:
-        raise ValueError(f"{run_dir} is a classification run (encoder pre-training), and eval scores segmentation: "
-                         f"its val/top1 and val/top5 are in its logs; fine-tune it with model.pretrained={run_dir}")
-    return open_model(source), config
+        raise ValueError(f"{path} belongs to a classification run (encoder pre-training), and eval scores "
+                         "segmentation: its val/top1 and val/top5 are in its logs; fine-tune it with "
+                         f"model.pretrained={path}")
+    return open_model(path), config  # ``path`` as given: it may be a Hub id
+
+
+def run_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The resolved config of the run ``path`` belongs to (a run directory, or a ``.ckpt``
+    in its ``checkpoints/``), or None."""
+    path = Path(path)
+    if not path.exists():  # a registered model's name, a Hub id: not their relative parents
+        return None
+    run_dir = path if path.is_dir() else path.parent.parent
+    return resolve_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
 
 
 def short_side_resize(pixel_values: torch.Tensor, size: int) -> torch.Tensor:
@@ -44,8 +61,15 @@ def short_side_resize(pixel_values: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(pixel_values, size=new, mode="bilinear", align_corners=False)
 
 
+def model_classes(model: SegmentationModel | OnnxModel) -> tuple[int, tuple[str, ...] | None]:
+    """The number of classes ``model`` predicts, and their names if it knows them."""
+    if isinstance(model, OnnxModel):
+        return model.num_classes, model.class_names
+    return model.config.num_classes, model.config.class_names
+
+
 @torch.no_grad()
-def evaluate(model: SegmentationModel, dataset: Dataset, sizes: Sequence[int] | None = None,
+def evaluate(model: SegmentationModel | OnnxModel, dataset: Dataset, sizes: Sequence[int] | None = None,
              device: str | torch.device | None = None, num_workers: int = 0, progress: bool = True,
              **inference: Any) -> dict[int | None, dict[str, torch.Tensor]]:
     """Scores (``metrics.scores`` plus ``confmat``) of ``model`` on ``dataset``, one image at
@@ -53,10 +77,12 @@ def evaluate(model: SegmentationModel, dataset: Dataset, sizes: Sequence[int] | 
     ``sizes``, each input is resized to each short side and scored separately."""
     from tqdm import tqdm
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(device).eval()
+    onnx = isinstance(model, OnnxModel)  # onnxruntime takes and gives CPU tensors
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"))
+    if not onnx:
+        model = model.to(device).eval()
     keys = list(sizes) if sizes else [None]
-    metrics = {key: SegmentationMetrics(model.config.num_classes).to(device) for key in keys}
+    metrics = {key: SegmentationMetrics(model_classes(model)[0]).to(device) for key in keys}
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=collate)
     for batch in tqdm(loader, desc="evaluating", unit="img", disable=not progress):
         if batch is None:  # a bad file left out (skip_bad)

@@ -13,12 +13,14 @@ and imported by the functions that need them. The ``export`` command is
 Modules: ``exporter`` (export_onnx, ExportResult), ``opset`` (opset range, lower_opset),
 ``surgery`` (DecomposedLayerNorm, HalfPrecision), ``check`` (onnx_session, check_onnx,
 tolerances), ``errors`` (ExportError, require_export_packages), ``quantize`` (INT8 recipes,
-quantize_onnx, export_int8), ``calibration`` (calibration images from a dataset).
+quantize_onnx, export_int8), ``calibration`` (calibration images from a dataset),
+``metadata`` (what a file carries for its users: OnnxMetadata, read_metadata).
 """
 
 from .check import FP16_RTOL, INT8_MIN_AGREEMENT, TOLERANCE, CheckResult, check_onnx, describe_checks, onnx_session
 from .errors import EXPORT_EXTRA_HINT, ExportError, require_export_packages
 from .exporter import MIN_DYNAMIC_SIDE, ExportResult, export_onnx
+from .metadata import MetadataError, OnnxMetadata, read_metadata
 from .opset import DEFAULT_OPSET, FIRST_OPSET_WITH_LAYER_NORM, MAX_OPSET, MIN_OPSET, lower_opset
 from .quantize import RECIPES, Int8Recipe, export_int8, quantize_onnx
 from .surgery import DecomposedLayerNorm, HalfPrecision, decompose_layer_norms
@@ -26,7 +28,7 @@ from .surgery import DecomposedLayerNorm, HalfPrecision, decompose_layer_norms
 __all__ = [
     "DEFAULT_OPSET", "EXPORT_EXTRA_HINT", "FIRST_OPSET_WITH_LAYER_NORM", "FP16_RTOL", "INT8_MIN_AGREEMENT",
     "MAX_OPSET", "MIN_DYNAMIC_SIDE", "MIN_OPSET", "RECIPES", "TOLERANCE", "CheckResult", "DecomposedLayerNorm",
-    "ExportError", "ExportResult", "HalfPrecision", "Int8Recipe", "check_onnx", "decompose_layer_norms",
-    "describe_checks", "export_int8", "export_onnx", "lower_opset", "onnx_session", "quantize_onnx",
-    "require_export_packages",
+    "ExportError", "ExportResult", "HalfPrecision", "Int8Recipe", "MetadataError", "OnnxMetadata", "check_onnx",
+    "decompose_layer_norms", "describe_checks", "export_int8", "export_onnx", "lower_opset", "onnx_session",
+    "quantize_onnx", "read_metadata", "require_export_packages",
 ]

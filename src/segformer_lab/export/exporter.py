@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from .._io import atomic_write
+from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..models import SegmentationModel
 from .check import CheckResult, check_onnx, describe_checks
 from .errors import ExportError, first_line, require_export_packages
+from .metadata import export_metadata, write_metadata
 from .opset import (
     DEFAULT_OPSET,
     EXPORTER_OPSET,
@@ -136,7 +138,8 @@ def export_onnx(
     (see ``opset``). ``fp16`` stores weights and computes in float16 between
     float32 input and output. With ``check`` (default) onnxruntime runs the file before it
     is renamed into place; if any check fails, ``ExportError`` is raised and nothing is
-    written. ``model`` is put in eval mode; its weights and modules are not changed (the
+    written. The file's metadata (``metadata.py``) carries the model's class names and
+    palette (when its config has them), the ImageNet normalisation, opset and precision. ``model`` is put in eval mode; its weights and modules are not changed (the
     export works on a float32 CPU copy).
     """
     require_export_packages()
@@ -188,6 +191,8 @@ def export_onnx(
         raise ExportError(f"the opset {opset} graph still holds LayerNormalization")
     input_shape = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     _plain_output_dim_names(proto)
+    precision = "float16" if fp16 else "float32"
+    write_metadata(proto, export_metadata(model, opset, precision, IMAGENET_MEAN, IMAGENET_STD))
 
     result = ExportResult(
         path=str(path), model=model.config.name, opset=opset, dynamic=static_size is None, fp16=fp16,

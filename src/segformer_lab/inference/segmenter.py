@@ -86,6 +86,18 @@ class Segmenter:
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
+        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
+        self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
+        self.num_classes = self.model.config.num_classes
+        config = self.model.config
+        source = config.name if isinstance(checkpoint_or_model, SegmentationModel) else str(checkpoint_or_model)
+        where = "class_names" if class_names is not None else source
+        given = class_names if class_names is not None else config.class_names
+        self.class_names = resolve_class_names(given, self.num_classes, where)
+        self.palette = palette_for(self.num_classes, config.palette)
+
+    def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of) -> None:
+        """Check and keep the inference settings (shared with ``OnnxSegmenter``)."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
         if size is not None and (len(size) != 2 or min(size) < SegmentationModel.min_size):
@@ -93,18 +105,10 @@ class Segmenter:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: CUDA is not available in this torch build or machine")
-        self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
-        self.num_classes = self.model.config.num_classes
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.mode, self.crop, self.stride = mode, crop, stride
         self.scales, self.flip = tuple(scales), flip
         self.multiple_of = multiple_of
-        config = self.model.config
-        source = config.name if isinstance(checkpoint_or_model, SegmentationModel) else str(checkpoint_or_model)
-        where = "class_names" if class_names is not None else source
-        given = class_names if class_names is not None else config.class_names
-        self.class_names = resolve_class_names(given, self.num_classes, where)
-        self.palette = palette_for(self.num_classes, config.palette)
 
     def __repr__(self) -> str:
         return (

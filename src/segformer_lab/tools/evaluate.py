@@ -1,5 +1,6 @@
-"""``segformer-lab eval``: mIoU, mAcc, aAcc and per-class scores of a checkpoint on a
-dataset, with sliding-window / multi-scale / flip inference and resolution sweeps.
+"""``segformer-lab eval``: mIoU, mAcc, aAcc and per-class scores of a checkpoint (or of an
+exported ``.onnx`` file, in onnxruntime) on a dataset, with sliding-window / multi-scale /
+flip inference and resolution sweeps.
 
 Settings not given on the command line come from the run's config when the checkpoint
 belongs to a run (its data, validation transforms and inference mode). Classes are named
@@ -20,17 +21,19 @@ import torch
 from .._io import write_json
 from ..data import build_dataset, build_transforms
 from ..engine import DEFAULTS, evaluate, load_for_eval, most_confused
+from ..engine.evaluation import model_classes
 from ..inference import MODES
 from ..models.labels import resolve_class_names
 from .eval_plots import require_matplotlib, write_plots
-from .options import non_negative_int, positive_int, positive_int_list
+from .options import add_onnx_arguments, non_negative_int, onnx_options, positive_int, positive_int_list
 
 CONFUSED_PAIRS = 5  # listed after the per-class table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Evaluate a run directory, a run's .ckpt or any checkpoint load_model reads. Scores are "
+        "Evaluate a run directory, a run's .ckpt, any checkpoint load_model reads or an exported .onnx file "
+        "(in onnxruntime, with the same transforms, inference and metrics). Scores are "
         "mmseg's (one confusion matrix over the set; nanmean over classes). Predictions are upsampled to "
         "the original label size."
     )
@@ -56,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", type=non_negative_int, default=2, help="data loading processes (default 2)")
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable samples out instead of failing")
+    add_onnx_arguments(p)
 
 
 def percent(value: torch.Tensor | float) -> float | None:
@@ -99,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         if args.sizes:
             raise ValueError("--plots describes one evaluation: leave out --sizes")
         require_matplotlib()
-    model, run = load_for_eval(args.checkpoint)
+    model, run = load_for_eval(args.checkpoint, **onnx_options(args))
+    num_classes, own_names = model_classes(model)
     config = run or DEFAULTS
     if args.data:
         fmt, sep, root = args.data.partition(":")
@@ -119,13 +124,13 @@ def run(args: argparse.Namespace) -> int:
         transforms = dict(config["data"]["val_transforms"])
     params = dict(transforms)
     dataset = build_dataset(fmt, root, split, transforms=build_transforms(params.pop("name"), **params),
-                            num_classes=model.config.num_classes, skip_bad=args.skip_bad, **options)
+                            num_classes=num_classes, skip_bad=args.skip_bad, **options)
     inference = {key: config["val"][key] if getattr(args, key) is None else getattr(args, key)
                  for key in ("mode", "crop", "stride", "scales", "flip")}
     results = evaluate(model, dataset, sizes=args.sizes, device=args.device, num_workers=args.num_workers,
                        **inference)
-    names = resolve_class_names(model.config.class_names or getattr(dataset, "classes", None) or None,
-                                model.config.num_classes, str(args.checkpoint))
+    names = resolve_class_names(own_names or getattr(dataset, "classes", None) or None, num_classes,
+                                str(args.checkpoint))
     rows = [report(scores, names, size) for size, scores in results.items()]
 
     print(f"{args.checkpoint} on {fmt}:{root} [{split}], {len(dataset)} images, "

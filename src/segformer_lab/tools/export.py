@@ -1,15 +1,20 @@
 """``segformer-lab export``: a checkpoint or registered model to ONNX, checked against
-PyTorch with onnxruntime, or (``--transformers``) to a directory transformers opens. The
-work is ``segformer_lab.export`` and ``models.save_transformers``; this module parses the
-command line and prints the result."""
+PyTorch with onnxruntime (with ``--report``, then the parity report on a dataset:
+``parity``), or (``--transformers``) to a directory transformers opens. The work is
+``segformer_lab.export`` and ``models.save_transformers``; this module parses the command
+line and prints the result."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..data import build_dataset, build_transforms
-from ..engine import DEFAULTS, load_for_eval
+import torch
+
+from .._io import write_json
+from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..engine import DEFAULTS
+from ..engine.evaluation import run_config
 from ..export import (
     DEFAULT_OPSET,
     EXPORT_EXTRA_HINT,
@@ -26,8 +31,11 @@ from ..export import (
 )
 from ..export.calibration import DEFAULT_CALIBRATION_IMAGES, calibration_images
 from ..export.quantize import DEFAULT_DYNAMIC, DEFAULT_STATIC, RECIPES, export_int8
+from ..inference import OnnxModel
 from ..models import CheckpointError, open_model, save_transformers
-from .options import positive_int
+from .options import data_spec, positive_int
+from .parity import dataset_view, format_report, parity_report, report_data
+from .timing import torch_threads
 
 QUANTISED_OP_NAMES = {"MatMulIntegerToFloat", "DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear",
                       "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger"}
@@ -61,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="INT8 with onnxruntime's quantisation: static (calibrated) with --calibrate, else dynamic "
                    f"(no data; weights int8, activations quantised at run time); checked by argmax agreement >= "
                    f"{100 * INT8_MIN_AGREEMENT:.0f}%% with PyTorch")  # fmt: skip
-    p.add_argument("--calibrate", metavar="FORMAT:ROOT",
+    p.add_argument("--calibrate", type=data_spec, metavar="FORMAT:ROOT",
                    help="--int8 calibration data, through the model's validation transforms (the run's, else 'val')")
     p.add_argument("--calib-images", type=positive_int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N",
                    help=f"calibration images, spread over the split (default {DEFAULT_CALIBRATION_IMAGES})")
@@ -73,6 +81,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=positive_int, metavar="K",
                    help="classes of a registered model (default: its own)")
     p.add_argument("--no-check", action="store_true", help="write the file without running it in onnxruntime")
+    report = p.add_argument_group("parity report (PyTorch float32 against the ONNX files on a dataset)")
+    report.add_argument("--report", type=data_spec, metavar="FORMAT:ROOT",
+                        help="after the export, score PyTorch and the file on the validation split (the run's "
+                        "transforms and inference settings, else the defaults): mIoU, max abs score difference, "
+                        "argmax agreement, onnxruntime latency in turns")
+    report.add_argument("--compare", nargs="+", default=[], metavar="FILE.onnx",
+                        help="more exported files of the same model in the report (e.g. the float16 and int8 ones)")
+    report.add_argument("--report-json", metavar="OUT.json", help="also write the report as JSON")
+    report.add_argument("--report-size", nargs=2, type=positive_int, default=(512, 512), metavar=("H", "W"),
+                        help="latency input size (default 512 512)")
+    report.add_argument("--report-repeats", type=positive_int, default=20, metavar="N",
+                        help="latency rounds after 2 warm-up rounds (default 20)")
+    report.add_argument("--report-threads", type=positive_int, metavar="N",
+                        help="threads of PyTorch and onnxruntime in the report (default: torch's)")
 
 
 def check_int8_options(args: argparse.Namespace) -> None:
@@ -91,29 +113,23 @@ def check_int8_options(args: argparse.Namespace) -> None:
 
 
 def calibration_data(args: argparse.Namespace, model, run: dict | None):
-    """The calibration images of ``--calibrate FORMAT:ROOT``: the split through the model's
-    validation transforms, built as ``eval`` builds them; a class count other than the
-    model's, or an empty split, is refused naming the option."""
-    fmt, sep, root = args.calibrate.partition(":")
-    if not sep or not root:
-        raise ValueError(f"--calibrate must be FORMAT:ROOT, got {args.calibrate!r}")
-    config = run or DEFAULTS
-    split = args.calib_split or config["data"]["train_split"]
-    params = dict(config["data"]["val_transforms"])
-    options = config["data"]["options"] if run and run["data"]["format"] == fmt else {}
+    """The calibration images of ``--calibrate FORMAT:ROOT``: the split as the model sees it
+    (``parity.dataset_view``, the run's validation transforms); a class count other than
+    the model's, or an empty split, is refused naming the option."""
+    where = ":".join(args.calibrate)
+    split = args.calib_split or (run or DEFAULTS)["data"]["train_split"]
     try:
-        dataset = build_dataset(fmt, root, split, transforms=build_transforms(params.pop("name"), **params),
-                                num_classes=model.config.num_classes, **options)
+        dataset = dataset_view(args.calibrate, run, model.config.num_classes, split)
     except ValueError as err:
-        raise ValueError(f"--calibrate {args.calibrate} [{split}]: {err}") from err
-    return calibration_images(dataset, args.calib_images), f"{fmt}:{root} [{split}]"
+        raise ValueError(f"--calibrate {where} [{split}]: {err}") from err
+    return calibration_images(dataset, args.calib_images), f"{where} [{split}]"
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch != 1 and args.static is None:
         raise ValueError("--batch sets the batch of a --static export (dynamic exports take any batch)")
     if args.transformers:
-        onnx_only = [f"--{k.replace('_', '-')}" for k in ("static", "fp16", "int8", "calibrate", "no_check")
+        onnx_only = [f"--{k.replace('_', '-')}" for k in ("static", "fp16", "int8", "calibrate", "no_check", "report")
                      if getattr(args, k)]  # fmt: skip
         onnx_only += ["--opset"] if args.opset != DEFAULT_OPSET else []
         if onnx_only:
@@ -125,14 +141,21 @@ def run(args: argparse.Namespace) -> int:
     quantised = None
     try:
         require_export_packages()
+        model = open_model(args.source, num_classes=args.num_classes)
+        run = run_config(args.source)
+        if args.report:  # what the report needs is checked before the export
+            dataset, inference = report_data(args.report, run, model.config.num_classes)
+            threads = args.report_threads or torch.get_num_threads()
+            # files of this model: its classes and normalisation, should one carry no metadata
+            known = {"num_classes": model.config.num_classes, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+            others = [OnnxModel(path, threads=threads, **known) for path in args.compare]
+        elif args.compare or args.report_json or args.report_threads:
+            raise ValueError("--compare, --report-json and --report-threads go with --report FORMAT:ROOT")
         if args.int8:
-            model, run_config = load_for_eval(args.source) if args.num_classes is None else (
-                open_model(args.source, num_classes=args.num_classes), None)
-            images, where = calibration_data(args, model, run_config) if args.calibrate else (None, None)
+            images, where = calibration_data(args, model, run) if args.calibrate else (None, None)
             result, quantised = export_int8(model, args.onnx, recipe=args.int8_recipe, calibration=images,
                                             opset=args.opset, check=not args.no_check)
         else:
-            model = open_model(args.source, num_classes=args.num_classes)
             result = export_onnx(
                 model, args.onnx, opset=args.opset, static_size=args.static, batch=args.batch, fp16=args.fp16,
                 check=not args.no_check,
@@ -164,4 +187,12 @@ def run(args: argparse.Namespace) -> int:
     if quantised is not None:
         print(f"  {quantised['description']}; ops: " + ", ".join(f"{k} {v}" for k, v in quantised["op_types"].items()
                                                                if k in QUANTISED_OP_NAMES))
+    if args.report:
+        files = [OnnxModel(result.path, threads=threads), *others]
+        with torch_threads(threads):
+            report = parity_report(model, files, dataset, inference, size=args.report_size,
+                                   repeats=args.report_repeats, progress=True)
+        print(format_report(report))
+        if args.report_json:
+            write_json(args.report_json, report)
     return 0

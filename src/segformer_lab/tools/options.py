@@ -1,9 +1,13 @@
 """Argument types the tools share: a wrong number is refused by the parser, up front and
-once, as one line naming the option (``argument --crop: ...``), not per image or deep in a run."""
+once, as one line naming the option (``argument --crop: ...``), not per image or deep in a run.
+Also the options ``eval`` and ``predict`` take for an ONNX file without our metadata."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from ..inference import NORMALIZATIONS
 
 
 def _integer(text: str) -> int:
@@ -33,3 +37,35 @@ def positive_int_list(text: str) -> list[int]:
         return [positive_int(item) for item in text.split(",")]
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}") from None
+
+
+def data_spec(text: str) -> tuple[str, str]:
+    """``FORMAT:ROOT`` (e.g. ``ade20k:/data/ADEChallengeData2016``) as ``(format, root)``."""
+    fmt, sep, root = text.partition(":")
+    if not sep or not fmt or not root:
+        raise argparse.ArgumentTypeError(f"expected FORMAT:ROOT, e.g. ade20k:/data/ade, got {text!r}")
+    return fmt, root
+
+
+def add_onnx_arguments(p: argparse.ArgumentParser, num_classes: bool = True) -> None:
+    """``--normalization``, ``--mean``, ``--std`` (and ``--num-classes``): what a ``.onnx``
+    file exported elsewhere (no segformer-lab metadata) needs; they override the metadata's
+    normalisation of one of ours."""
+    group = p.add_argument_group("an .onnx file without segformer-lab metadata (exported elsewhere)")
+    if num_classes:
+        group.add_argument("--num-classes", type=positive_int, metavar="K", help="its number of classes")
+    group.add_argument("--normalization", choices=list(NORMALIZATIONS),
+                       help="its input normalisation: imagenet (mean/std of ImageNet), half ([-1, 1]), unit ([0, 1])")
+    group.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                       help="its normalisation, pixel = (rgb / 255 - mean) / std (overrides --normalization)")
+    group.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="see --mean")
+
+
+def onnx_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``num_classes``, ``mean`` and ``std`` from ``add_onnx_arguments``' options, those given only."""
+    mean, std = NORMALIZATIONS[args.normalization] if args.normalization else (None, None)
+    mean, std = args.mean or mean, args.std or std
+    if (mean is None) != (std is None):
+        raise ValueError("--mean and --std go together (or name a --normalization for the other)")
+    options = {"num_classes": getattr(args, "num_classes", None), "mean": mean, "std": std}
+    return {key: value for key, value in options.items() if value is not None}

@@ -1,4 +1,5 @@
-"""``segformer-lab predict``: label maps (and colour overlays) for image files.
+"""``segformer-lab predict``: label maps (and colour overlays) for image files, with a
+checkpoint or an exported ``.onnx`` file (in onnxruntime).
 
 Inputs are files, directories (their images, not recursive) or glob patterns. For each
 image ``NAME.ext`` the output directory gets ``NAME.png``, a palette PNG whose pixel
@@ -25,8 +26,16 @@ import numpy as np
 
 from .._io import atomic_write
 from ..data import IMAGE_SUFFIXES, DataError
-from ..inference import MAX_PALETTE_CLASSES, MODES, Segmenter, confidence_image, confidence_overlay, load_rgb
-from .options import positive_int
+from ..inference import (
+    MAX_PALETTE_CLASSES,
+    MODES,
+    Segmenter,
+    confidence_image,
+    confidence_overlay,
+    load_rgb,
+    open_segmenter,
+)
+from .options import add_onnx_arguments, onnx_options, positive_int
 
 log = logging.getLogger("segformer_lab")
 
@@ -210,13 +219,13 @@ def predict_files(
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Segment image files, directories or glob patterns with a checkpoint (anything load_model "
-        "reads; a registered model name gives random weights). Writes OUT/NAME.png, a palette PNG whose pixel "
-        "values are class indices (ADE20K's palette for 150 classes), and with --overlay OUT/NAME_overlay.jpg|png "
-        "with a legend of the model's class names (--confidence: confidence maps too). Outputs have the input's "
+        "reads; a registered model name gives random weights) or an exported .onnx file. Writes OUT/NAME.png, "
+        "a palette PNG whose pixel values are class indices (ADE20K's palette for 150 classes), and with "
+        "--overlay OUT/NAME_overlay.jpg|png with a legend of the model's class names (--confidence: confidence maps too). Outputs have the input's "
         "size; unreadable inputs are reported and skipped (exit 1)."
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path, Hugging Face Hub id "
-                   "owner/name[@revision] (a local path wins), or registered model name")
+                   "owner/name[@revision] (a local path wins), .onnx file, or registered model name")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, directories or glob patterns")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
     p.add_argument("--overlay", action="store_true", help="also write a colour overlay with a legend")
@@ -239,8 +248,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, default=1, metavar="N",
                    help="images per forward pass (same-size images)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
-    p.add_argument("--num-classes", type=positive_int, metavar="K", help="classes of a registered model name")
+    p.add_argument("--num-classes", type=positive_int, metavar="K",
+                   help="classes of a registered model name (or of an .onnx file without metadata)")
     p.add_argument("--class-names", metavar="FILE", help="text file with one class name per line (for the legend)")
+    add_onnx_arguments(p, num_classes=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -248,10 +259,10 @@ def run(args: argparse.Namespace) -> int:
     if args.class_names:
         class_names = [ln.strip() for ln in Path(args.class_names).read_text().splitlines() if ln.strip()]
     try:
-        segmenter = Segmenter(
+        segmenter = open_segmenter(
             args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,
             stride=args.stride, scales=args.scales, flip=args.flip, multiple_of=args.multiple_of,
-            num_classes=args.num_classes, class_names=class_names,
+            class_names=class_names, **onnx_options(args),
         )  # fmt: skip
     except ValueError as e:
         if class_names is None:

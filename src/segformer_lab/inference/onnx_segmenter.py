@@ -1,0 +1,184 @@
+"""An exported ``.onnx`` file in place of a checkpoint: ``OnnxModel`` (the file in
+onnxruntime as a function ``pixel_values -> logits``, which ``predict_labels`` and the
+engine's ``evaluate`` call as they call a model: whole image, sliding window, test-time
+augmentation and metrics are the same code), ``OnnxSegmenter`` (the ``Segmenter`` API on
+it) and ``open_segmenter`` (either one, from what a user names)::
+
+    seg = OnnxSegmenter("b0.onnx")                  # classes, colours, normalisation from its metadata
+    labels = seg.predict("street.jpg")
+    seg = OnnxSegmenter("other.onnx", num_classes=19, mean=(0.5,) * 3, std=(0.5,) * 3)   # no metadata
+
+Pixel values reach the model in this project's normalisation (ImageNet mean and
+standard deviation: the dataset pipelines and ``to_pixel_values`` produce it). A file
+that expects another (its metadata's ``mean``/``std``, or the ones given for a file
+without metadata) gets them converted by one per-channel affine map, which commutes
+with the bilinear resizes that come before it. onnxruntime runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..export.check import onnx_session
+from ..export.errors import EXPORT_EXTRA_HINT, first_line
+from ..export.metadata import MetadataError, normalisation, read_metadata
+from ..models.labels import resolve_class_names
+from .colours import palette_for
+from .segmenter import Segmenter
+
+# named normalisations for files without metadata: pixel = (rgb / 255 - mean) / std
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # pixels in [-1, 1]
+    "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # pixels in [0, 1]
+}
+NO_METADATA_HINT = (
+    "give its class count and normalisation (--num-classes K, and --normalization "
+    f"{'|'.join(NORMALIZATIONS)} or --mean R G B --std R G B; Python: num_classes=, mean=, std=)"
+)
+
+
+def is_onnx_file(source: Any) -> bool:
+    """Whether ``source`` names an ONNX file (by its suffix)."""
+    return isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx")
+
+
+def _shape(arg: Any) -> str:
+    return "[" + ", ".join(str(d) if d is not None else "?" for d in arg.shape) + "]"
+
+
+def _takes_images(inputs: list) -> bool:
+    """One input ``[batch, 3, height, width]`` (a symbolic channel count is accepted)."""
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        return False
+    channels = inputs[0].shape[1]
+    return not isinstance(channels, int) or channels == 3
+
+
+class OnnxModel:
+    """An ONNX segmentation file in onnxruntime (CPU), called like a model: ``pixel_values
+    [B, 3, H, W]`` (ImageNet-normalised, any device) -> logits ``[B, K, h, w]`` (float32,
+    same device).
+
+    The file must take one input ``[batch, 3, height, width]`` and return logits of rank
+    4. ``num_classes``, ``mean`` and ``std`` come from its segformer-lab metadata; a file
+    without it (exported elsewhere) needs all three. Given values override the
+    metadata's normalisation; a class count that contradicts the file is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_classes: int | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such ONNX file")
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ModuleNotFoundError(f"running {self.path} needs onnxruntime: {EXPORT_EXTRA_HINT}") from None
+        try:
+            self.session = onnx_session(self.path, threads)
+        except Exception as err:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+            raise ValueError(f"{self.path}: onnxruntime cannot load it: {first_line(err)}") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if not _takes_images(inputs):
+            got = ", ".join(f"{i.name} {_shape(i)}" for i in inputs)
+            raise ValueError(f"{self.path}: takes {got}: not a segmentation model, which takes one input "
+                             "[batch, 3, height, width]")
+        if len(outputs[0].shape) != 4:
+            raise ValueError(f"{self.path}: its output {outputs[0].name!r} has shape {_shape(outputs[0])} (rank "
+                             f"{len(outputs[0].shape)}): not a segmentation model, which returns logits "
+                             "[batch, classes, height/4, width/4]")
+        self.input, self.output = inputs[0], outputs[0]
+        self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        if self.metadata is None and (num_classes is None or mean is None or std is None):
+            raise MetadataError(f"{self.path} carries no segformer-lab metadata (exported elsewhere?): "
+                                + NO_METADATA_HINT)
+        stored = self.metadata.num_classes if self.metadata else None
+        fixed = self.output.shape[1] if isinstance(self.output.shape[1], int) else None
+        for source, count in (("its metadata", stored), ("its output shape", fixed)):
+            if num_classes is not None and count is not None and num_classes != count:
+                raise ValueError(f"{self.path}: {num_classes} classes asked for, but {source} says {count}")
+        self.num_classes = int(num_classes or stored or fixed)
+        self.mean, self.std = normalisation(mean if mean is not None else self.metadata.mean,
+                                            std if std is not None else self.metadata.std)
+        self.name = self.metadata.model if self.metadata else self.path.stem
+        self.precision = self.metadata.precision if self.metadata else "unknown"
+        self.class_names = self.metadata.class_names if self.metadata else None
+        self.palette = self.metadata.palette if self.metadata else None
+        # ImageNet-normalised x -> the file's: (x * s0 + m0 - m) / s
+        self._scale = torch.tensor(IMAGENET_STD) / torch.tensor(self.std)
+        self._shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(self.mean)) / torch.tensor(self.std)
+        self._renormalise = not (torch.allclose(self._scale, torch.ones(3))
+                                 and torch.allclose(self._shift, torch.zeros(3)))
+        self._dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({self.path}, {self.name}, classes={self.num_classes}, precision={self.precision})"
+
+    def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = pixel_values.detach().float().cpu()
+        if self._renormalise:
+            x = x * self._scale.view(1, 3, 1, 1) + self._shift.view(1, 3, 1, 1)
+        for axis, side in enumerate(self.input.shape):
+            if isinstance(side, int) and side != x.shape[axis]:
+                raise ValueError(f"{self.path} takes a fixed input {_shape(self.input)}, given "
+                                 f"{list(x.shape)}: use a dynamic export, or --size/--mode slide --crop to match")
+        (logits,) = self.session.run([self.output.name], {self.input.name: x.numpy().astype(self._dtype, copy=False)})
+        return torch.from_numpy(logits).float().to(pixel_values.device)
+
+
+class OnnxSegmenter(Segmenter):
+    """``Segmenter`` on an ONNX file: the same pre-processing, inference modes, label maps
+    and overlays. Class names: ``class_names``, else the file's metadata, else the
+    defaults; colours from the metadata, else ``palette_for``. ``num_classes``, ``mean``
+    and ``std`` are for files without metadata (see ``OnnxModel``). CPU only.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        size: Sequence[int] | None = None,
+        mode: str = "whole",
+        crop: int | Sequence[int] = 512,
+        stride: int | Sequence[int] = 341,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        multiple_of: int | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"device {device!r}: ONNX files run in onnxruntime on the CPU here; use --device cpu")
+        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
+        self.model = OnnxModel(path, num_classes=num_classes, mean=mean, std=std, threads=threads)
+        self.num_classes = self.model.num_classes
+        given, where = (class_names, "class_names") if class_names is not None else (self.model.class_names, str(path))
+        self.class_names = resolve_class_names(given, self.num_classes, where)
+        self.palette = palette_for(self.num_classes, self.model.palette)
+
+    def __repr__(self) -> str:
+        return (f"OnnxSegmenter({self.model.path}, {self.model.name}, classes={self.num_classes}, "
+                f"precision={self.model.precision}, size={self.size}, mode={self.mode!r})")
+
+
+def open_segmenter(source: Any, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                   **options: Any) -> Segmenter:
+    """An ``OnnxSegmenter`` for a ``.onnx`` file (``mean``/``std``: see ``OnnxModel``),
+    else a ``Segmenter``; ``options`` are theirs."""
+    if is_onnx_file(source):
+        return OnnxSegmenter(source, mean=mean, std=std, **options)
+    if mean is not None or std is not None:
+        raise ValueError(f"{source}: the normalisation options are for .onnx files without metadata; a checkpoint "
+                         "is normalised as it was trained (ImageNet mean/std)")
+    return Segmenter(source, **options)
