@@ -37,11 +37,10 @@ from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
-from ..export import export_int8, export_onnx, onnx_session, require_export_packages
 from ..models import SegmentationModel, create_model, open_model
 from ..models.hub import parse_hub_id
 from .bench_data import print_data_result, run_data_bench
-from .bench_onnx import compare_onnx_files, file_runner, onnx_variant_rows, print_onnx_files
+from .bench_onnx import compare_onnx_files, onnx_runner, onnx_variant_rows, print_onnx_files
 from .device import (
     PRECISIONS, autocast, check_precision, compiled, environment, first_calls, in_precision, memory_note,
     peak_memory_mib, resolve_device, tensor_bytes,
@@ -174,21 +173,6 @@ def benchmark(
         rows = onnx_variant_rows({n: times[n] for n in names}, {n: outputs[n] for n in names}, batch)
         result["onnx_variants"] = {p: row for p, row in zip(onnx_precisions, rows[1:])}
     return result
-
-
-def onnx_runner(
-    model: SegmentationModel, shape: tuple[int, ...], directory: str, precision: str = "float32"
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``model`` exported to ``directory`` at the static input ``shape`` (int8: dynamic
-    shapes, dynamic quantisation) and loaded in an onnxruntime CPU session with torch's
-    thread count: a callable like the model."""
-    require_export_packages()
-    path = os.path.join(directory, f"model-{precision}.onnx")
-    if precision == "int8":
-        export_int8(model, path, check=False)
-    else:
-        export_onnx(model, path, static_size=shape[2:], batch=shape[0], fp16=precision == "fp16", check=False)
-    return file_runner(path)
 
 
 def compare_models(

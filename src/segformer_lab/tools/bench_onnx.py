@@ -1,6 +1,7 @@
 """``bench --onnx FILE ...``: ONNX files of any precision timed in turns in onnxruntime
 (CPU), each against the first, with the argmax agreement and the largest logit
-difference; and the rows ``bench MODEL --onnx --onnx-precision fp16 int8`` reports."""
+difference; and for ``bench MODEL --onnx [--onnx-precision fp16 int8]``, the model
+exported on the fly (``onnx_runner``) and the rows it reports."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Callable
 
 import torch
 
-from ..export import onnx_session, require_export_packages
+from ..export import export_int8, export_onnx, onnx_session, require_export_packages
+from ..models import SegmentationModel
 from .timing import relative_rows, time_in_turns, torch_threads
 
 
@@ -20,6 +22,21 @@ def file_runner(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tenso
     session = onnx_session(path, threads=torch.get_num_threads())
     name = session.get_inputs()[0].name
     return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def onnx_runner(
+    model: SegmentationModel, shape: tuple[int, ...], directory: str, precision: str = "float32"
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` exported to ``directory`` at the static input ``shape`` (int8: dynamic
+    shapes, dynamic quantisation) and loaded in an onnxruntime CPU session with torch's
+    thread count: a callable like the model."""
+    require_export_packages()
+    path = os.path.join(directory, f"model-{precision}.onnx")
+    if precision == "int8":
+        export_int8(model, path, check=False)
+    else:
+        export_onnx(model, path, static_size=shape[2:], batch=shape[0], fp16=precision == "fp16", check=False)
+    return file_runner(path)
 
 
 def onnx_variant_rows(times: dict[str, list[float]], outputs: dict[str, torch.Tensor], batch: int) -> list[dict]:
