@@ -16,6 +16,7 @@ Samples: segmentation ``{"pixel_values": float32 [3, H, W], "labels": int64 [H, 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from ..palettes import palette_of_classes
 from ..transforms import Pipeline, build_transforms
 
 Transform = Callable[[np.ndarray, "np.ndarray | None"], tuple]
+MAX_NAMED = 10  # files named in one error; the rest are counted
 
 
 def split_name(split: str, aliases: dict[str, str]) -> str:
@@ -137,6 +139,22 @@ class SegmentationDataset(BaseDataset):
     def sources(self, ref: Any) -> tuple[Any, Any, str, str]:
         """``(image source, mask source, image name, mask name)``; a source is a path or bytes."""
         raise NotImplementedError
+
+    def _match(self, images: dict[str, Path], masks: dict[str, Path], image_dir: Path, mask_dir: Path,
+               what: str, expected: Callable[[Path], Path], hint: str = "") -> list[tuple[Path, Path]]:
+        """``(image, mask)`` pairs of the images and masks of one key (a file layout's name
+        for a sample). Images without a mask: more than one is an error naming them (``what``
+        is missing, ``hint`` says how it is named) unless ``skip_bad``; each is a bad file
+        whose mask ``expected(image)`` names. Masks without an image go to ``unpaired_masks``."""
+        missing = [image for key, image in images.items() if key not in masks]
+        if len(missing) > 1 and not self.skip_bad:
+            shown = ", ".join(image.name for image in missing[:MAX_NAMED]) + (
+                f" and {len(missing) - MAX_NAMED} more" if len(missing) > MAX_NAMED else "")
+            raise DataError(str(mask_dir), f"missing {what} for {len(missing)} images of {image_dir}: {shown}{hint}")
+        for image in missing:
+            self._bad(DataError(str(image), f"missing annotation {expected(image)}"))
+        self.unpaired_masks = [str(masks[key]) for key in sorted(set(masks) - set(images))]
+        return [(image, masks[key]) for key, image in images.items() if key in masks]
 
     def decode_labels(self, source: Any, name: str) -> np.ndarray:
         """The file's label values as ``uint8 [H, W]``, before range checks and reduce-zero-label

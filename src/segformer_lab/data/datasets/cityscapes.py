@@ -9,7 +9,6 @@ import numpy as np
 from ..io import IGNORE_INDEX, DataError, decode_mask
 from ..palettes import CITYSCAPES_CLASSES, CITYSCAPES_TRAIN_IDS
 from .base import SegmentationDataset, Transform, split_name
-from .folder import MAX_NAMED
 
 IMAGE_SUFFIX, LABEL_SUFFIX = "_leftImg8bit.png", "_gtFine_labelIds.png"
 
@@ -50,17 +49,10 @@ class CityscapesDataset(SegmentationDataset):
                   for p in sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))}
         labels = {p.relative_to(label_dir).as_posix()[: -len(LABEL_SUFFIX)]: p
                   for p in sorted(label_dir.glob(f"*/*{LABEL_SUFFIX}"))} if label_dir.is_dir() else {}
-        missing = [images[key] for key in images if key not in labels]
-        if len(missing) > 1 and not self.skip_bad:
-            shown = ", ".join(p.name for p in missing[:MAX_NAMED]) + (
-                f" and {len(missing) - MAX_NAMED} more" if len(missing) > MAX_NAMED else "")
-            raise DataError(str(label_dir), f"missing *{LABEL_SUFFIX} for {len(missing)} images of {image_dir}: "
-                                            f"{shown}")
-        for image in missing:
-            self._bad(DataError(str(image), f"missing annotation {label_dir / image.parent.name}/"
-                                            f"{image.name[: -len(IMAGE_SUFFIX)]}{LABEL_SUFFIX}"))
-        self.unpaired_masks = [str(labels[key]) for key in labels if key not in images]
-        return [(images[key], labels[key]) for key in images if key in labels]
+        def expected(image: Path) -> Path:
+            return label_dir / image.parent.name / (image.name[: -len(IMAGE_SUFFIX)] + LABEL_SUFFIX)
+
+        return self._match(images, labels, image_dir, label_dir, f"*{LABEL_SUFFIX}", expected)
 
     def sources(self, ref: tuple[Path, Path]) -> tuple[Path, Path, str, str]:
         return ref[0], ref[1], str(ref[0]), str(ref[1])

@@ -13,8 +13,6 @@ from ..palettes import Palette, decode_colour_mask, read_palette
 from .base import SegmentationDataset, Transform, split_name
 
 
-MAX_NAMED = 10  # files named in one error; the rest are counted
-
 
 def _by_stem(directory: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
     """The files of ``directory`` whose suffix is one of ``suffixes`` in any case
@@ -93,20 +91,9 @@ class FolderDataset(SegmentationDataset):
             raise DataError(str(image_dir), f"split directory not found (split {self.split!r})")
         images = _by_stem(image_dir, IMAGE_SUFFIXES, "images")
         masks = _by_stem(mask_dir, (self.mask_ext,), "masks") if mask_dir.is_dir() else {}
-        pairs, missing = [], []
-        for stem, image in images.items():
-            if stem in masks:
-                pairs.append((image, masks[stem]))
-            else:
-                missing.append(image)
-        if len(missing) > 1 and not self.skip_bad:
-            shown = ", ".join(image.name for image in missing[:MAX_NAMED]) + (
-                f" and {len(missing) - MAX_NAMED} more" if len(missing) > MAX_NAMED else "")
-            raise DataError(str(mask_dir), f"missing annotation for {len(missing)} images of {image_dir}: {shown} "
-                                           f"(each needs a mask of its stem, {self.mask_ext})")
-        for image in missing:
-            self._bad(DataError(str(image), f"missing annotation {mask_dir / (image.stem + self.mask_ext)}"))
-        self.unpaired_masks = [str(masks[stem]) for stem in sorted(set(masks) - set(images))]
+        pairs = self._match(images, masks, image_dir, mask_dir, "annotation",
+                            lambda image: mask_dir / (image.stem + self.mask_ext),
+                            hint=f" (each needs a mask of its stem, {self.mask_ext})")  # fmt: skip
         if self.unpaired_masks:
             warn(f"{mask_dir}: {len(self.unpaired_masks)} mask(s) without an image, ignored "
                  f"(e.g. {Path(self.unpaired_masks[0]).name})")
