@@ -27,3 +27,9 @@ def first_line(err: Exception) -> str:
     exporter's and onnx.checker's messages run to pages."""
     lines = [ln for ln in str(err).splitlines() if ln.strip()]
     return lines[0][:500] if lines else ""
+
+
+def described(err: BaseException) -> str:
+    """``Type: first line of the message`` (``first_line``), for one-line reports."""
+    line = first_line(err)
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__

@@ -27,7 +27,7 @@ from .._io import atomic_write
 from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..models import SegmentationModel
 from .check import CheckResult, check_onnx, describe_checks
-from .errors import ExportError, first_line, require_export_packages
+from .errors import ExportError, described, require_export_packages
 from .metadata import export_metadata, write_metadata
 from .opset import (
     DEFAULT_OPSET,
@@ -100,7 +100,7 @@ def _torch_export(model: nn.Module, example: torch.Tensor, opset: int, dynamic_s
                     report=False,
                 )
         except Exception as err:  # the exporter raises its own error types from many places
-            raise ExportError(f"torch.onnx.export failed: {type(err).__name__}: {first_line(err)}") from err
+            raise ExportError(f"torch.onnx.export failed: {described(err)}") from err
         finally:
             for logger, level in zip(loggers, levels):
                 logger.setLevel(level)

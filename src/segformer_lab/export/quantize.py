@@ -25,7 +25,7 @@ import numpy as np
 from .._io import atomic_write
 from ..models import SegmentationModel
 from .check import check_onnx, describe_checks
-from .errors import ExportError, first_line
+from .errors import ExportError, described
 from .exporter import CHECK_SIZES, ExportResult, export_onnx
 from .opset import DEFAULT_OPSET
 
@@ -225,7 +225,7 @@ def quantize_onnx(
         raise
     except Exception as err:  # onnxruntime's tools raise bare Exceptions from many places
         raise ExportError(
-            f"onnxruntime quantisation ({recipe}) failed: {type(err).__name__}: {first_line(err)}"
+            f"onnxruntime quantisation ({recipe}) failed: {described(err)}"
         ) from err
     finally:
         quiet.setLevel(level)

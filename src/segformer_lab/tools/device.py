@@ -25,6 +25,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..export.errors import described
+
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MIB = 2**20
 MEMORY_NOTE = (
@@ -76,7 +78,7 @@ def check_precision(device: torch.device, precision: str) -> None:
             x = nn.functional.layer_norm(nn.Linear(8, 8).to(device)(x), (8,))
             nn.functional.scaled_dot_product_attention(x[None], x[None], x[None]).sum().item()
     except RuntimeError as err:
-        raise DeviceError(f"--precision {precision} does not run on {device.type} here ({first_line(err)}); "
+        raise DeviceError(f"--precision {precision} does not run on {device.type} here ({described(err)}); "
                           "use fp32 or bf16") from None  # fmt: skip
 
 
@@ -94,12 +96,6 @@ def in_precision(run: Callable[[Any], Any], device: torch.device, precision: str
             return run(inputs)
 
     return call
-
-
-def first_line(err: BaseException) -> str:
-    """``Type: first line of the message``, for one-line reports."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 def compiled(module: nn.Module, settings: dict | None) -> nn.Module:
@@ -124,7 +120,7 @@ def first_calls(
             except Exception as err:  # noqa: BLE001 - any compiler failure, reported in one line
                 if not compiling:
                     raise
-                message = f"--compile failed for {name}: {first_line(err)}"
+                message = f"--compile failed for {name}: {described(err)}"
                 if index == 0:
                     raise DeviceError(f"{message}; run without --compile") from None
                 print(f"segformer-lab bench: {message}; left out of the comparison", file=sys.stderr)
