@@ -28,8 +28,6 @@ from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..export.check import onnx_session
 from ..export.errors import EXPORT_EXTRA_HINT, first_line
 from ..export.metadata import MetadataError, normalisation, read_metadata
-from ..models.labels import resolve_class_names
-from .colours import palette_for
 from .segmenter import Segmenter
 
 # named normalisations for files without metadata: pixel = (rgb / 255 - mean) / std
@@ -163,9 +161,7 @@ class OnnxSegmenter(Segmenter):
         self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
         self.model = OnnxModel(path, num_classes=num_classes, mean=mean, std=std, threads=threads)
         self.num_classes = self.model.num_classes
-        given, where = (class_names, "class_names") if class_names is not None else (self.model.class_names, str(path))
-        self.class_names = resolve_class_names(given, self.num_classes, where)
-        self.palette = palette_for(self.num_classes, self.model.palette)
+        self._set_classes(class_names, self.model.class_names, str(path), self.model.palette)
 
     def __repr__(self) -> str:
         return (f"OnnxSegmenter({self.model.path}, {self.model.name}, classes={self.num_classes}, "

@@ -91,10 +91,15 @@ class Segmenter:
         self.num_classes = self.model.config.num_classes
         config = self.model.config
         source = config.name if isinstance(checkpoint_or_model, SegmentationModel) else str(checkpoint_or_model)
-        where = "class_names" if class_names is not None else source
-        given = class_names if class_names is not None else config.class_names
+        self._set_classes(class_names, config.class_names, source, config.palette)
+
+    def _set_classes(self, class_names: Sequence[str] | None, stored: Sequence[str] | None, source: str,
+                     stored_palette: Any) -> None:
+        """Names and colours of the classes (shared with ``OnnxSegmenter``): ``class_names``
+        if given, else those ``source`` stores, else the defaults (``resolve_class_names``)."""
+        given, where = (class_names, "class_names") if class_names is not None else (stored, source)
         self.class_names = resolve_class_names(given, self.num_classes, where)
-        self.palette = palette_for(self.num_classes, config.palette)
+        self.palette = palette_for(self.num_classes, stored_palette)
 
     def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of) -> None:
         """Check and keep the inference settings (shared with ``OnnxSegmenter``)."""
