@@ -35,9 +35,10 @@ from pathlib import Path
 import torch
 
 from segformer_lab._io import atomic_write, write_json
+from segformer_lab.export.errors import described
 from segformer_lab.models import get_config
 from segformer_lab.tools.bench import benchmark
-from segformer_lab.tools.device import environment, first_line
+from segformer_lab.tools.device import environment
 
 GPU_MODELS = [("segformer_b0", 512), ("segformer_b1", 512), ("segformer_b2", 512), ("segformer_b3", 512),
               ("segformer_b4", 512), ("segformer_b5", 512), ("segformer_b5", 640), ("boostformer_b0", 512),
@@ -174,7 +175,7 @@ def run_plan(rows: list[Row], device: torch.device, budget: float, rounds: tuple
         try:
             record.update(status="measured", result=run_row(row, device, rounds))
         except Exception as err:  # noqa: BLE001 - one row's failure (memory, compiler) leaves the others
-            record.update(status="failed", reason=first_line(err))
+            record.update(status="failed", reason=described(err))
         seconds = time.perf_counter() - began
         record["seconds"] = round(seconds, 1)
         if record["status"] == "measured":
