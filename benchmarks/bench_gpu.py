@@ -4,7 +4,7 @@
 
 On a CUDA machine: SegFormer-B0..B5, BoostFormer-B0/B2 and segformer_b0_rope_axial at
 512x512 (B5 also at 640x640), batch 1 and 16, fp32 and bf16, eager and compiled, each a
-``segformer-lab bench`` run (``tools.bench.benchmark``: CUDA-event timing, peak memory);
+``segformer-lab bench`` run (``analysis.benchmark.benchmark``: CUDA-event timing, peak memory);
 B0 and B2 against transformers on the same weights in the same precision and mode; and
 a bf16 training step of B0 and B2 at batch 8 against transformers, with peak memory.
 
@@ -37,8 +37,8 @@ import torch
 from segformer_lab._io import atomic_write, write_json
 from segformer_lab.export.errors import described
 from segformer_lab.models import get_config
-from segformer_lab.tools.bench import benchmark
-from segformer_lab.tools.device import environment
+from segformer_lab.analysis.benchmark import benchmark
+from segformer_lab.analysis.device import environment
 
 GPU_MODELS = [("segformer_b0", 512), ("segformer_b1", 512), ("segformer_b2", 512), ("segformer_b3", 512),
               ("segformer_b4", 512), ("segformer_b5", 512), ("segformer_b5", 640), ("boostformer_b0", 512),

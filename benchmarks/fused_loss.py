@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from segformer_lab.engine.losses import upsampled_cross_entropy
-from segformer_lab.tools.bench import random_batch
-from segformer_lab.tools.timing import print_comparison, relative_rows, time_in_turns
+from segformer_lab.analysis.benchmark import random_batch
+from segformer_lab.analysis.timing import print_comparison, relative_rows, time_in_turns
 
 
 def reference(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ from segformer_lab.data import build_dataset, build_transforms
 from segformer_lab.engine import DEFAULTS, load_for_eval
 from segformer_lab.export import RECIPES, onnx_session
 from segformer_lab.export.calibration import calibration_images
-from segformer_lab.tools.bench_onnx import compare_onnx_files
+from segformer_lab.analysis.onnx_timing import compare_onnx_files
 
 
 def agreement(paths: dict[str, Path], images: list[np.ndarray]) -> dict[str, dict[str, float]]:

@@ -22,7 +22,7 @@ import torch
 import segformer_lab as sl
 from segformer_lab.layers import RotaryEmbedding2d
 from segformer_lab.layers.rope import grid_coordinates
-from segformer_lab.tools.timing import print_comparison, relative_rows, time_in_turns
+from segformer_lab.analysis.timing import print_comparison, relative_rows, time_in_turns
 
 
 class ComplexRoPE(torch.nn.Module):

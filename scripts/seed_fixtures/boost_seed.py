@@ -1,4 +1,4 @@
-"""Write the BoostFormer seed's checkpoints and logits for tests/models/test_boost_seed.py.
+"""Write the BoostFormer seed's checkpoints and logits for tests/models/test_boost_original.py.
 
 The checkpoints are made by the seed's own code (boostcampaitech4lv23cv3/
 final-project-level3-cv-16, boostformer/modeling_segformer.py at the pinned commit
@@ -33,7 +33,7 @@ in training mode (then the model is in eval mode for the logits).
 ``--b2 DIR`` writes the same files for the seed's B2 configuration with 150 classes at
 512x512 and 509x381 instead (about 180 MB, not committed); the parity test then reads it:
 
-    SEGFORMER_LAB_BOOST_SEED_B2=DIR pytest -s tests/models/test_boost_seed.py -k 512
+    SEGFORMER_LAB_BOOST_SEED_B2=DIR pytest -s tests/models/test_boost_original.py -k 512
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixtures for tests/models/test_rope_seed.py, made by the SegFormer-with-RoPE seed's own code.
+"""Fixtures for tests/models/test_rope_original.py, made by the SegFormer-with-RoPE seed's own code.
 
 Runs in the seed's environment (transformers 4.48, which the seed pins), never in ours,
 and imports the seed from a checkout of koutyuke/SegFormer-with-RoPE at commit c2d17b7

@@ -17,7 +17,7 @@ from torch import nn
 
 import segformer_lab as sl
 from segformer_lab import cli
-from segformer_lab.engine import ClassificationModule, load_for_eval, resolve_config
+from segformer_lab.engine import ClassificationTask, load_for_eval, resolve_config
 from segformer_lab.engine.optim import param_groups
 from segformer_lab.models import ImageClassifier, SegmentationModel, load_weights
 from segformer_lab.models.factory import open_model
@@ -187,7 +187,7 @@ def test_top1_top5_against_a_hand_count():
         order = others[:rank] + [int(label)] + others[rank:]  # classes from largest to smallest logit
         logits[i, order] = torch.arange(7, 0, -1, dtype=torch.float)
     # by hand: rank 0 twice -> top-1 2/6; ranks < 5: 0, 1, 4, 0 -> top-5 4/6
-    module = ClassificationModule(FixedLogits(logits))
+    module = ClassificationTask(FixedLogits(logits))
     images = torch.arange(6, dtype=torch.float)[:, None, None, None].expand(6, 3, 1, 1)
     module.validation_step({"pixel_values": images[:4], "label": labels[:4]}, 0)
     module.validation_step({"pixel_values": images[4:], "label": labels[4:]}, 1)

@@ -20,7 +20,7 @@ from segformer_lab.engine import SegmentationDataModule, most_confused, resolve_
 from segformer_lab.engine.experiment import with_dataset_classes
 from segformer_lab.engine.resume import check_checkpoint
 from segformer_lab.models.pretrained import MODEL_CONFIG_KEY
-from segformer_lab.tools.eval_plots import shown_classes
+from segformer_lab.analysis.eval_plots import shown_classes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -156,7 +156,7 @@ def test_bench_onnx_smoke(capsys):
 
 # --- Hub-style sharing ----------------------------------------------------------------
 def test_save_pretrained_with_a_model_card(tmp_path):
-    from segformer_lab.tools.profile import profile_model
+    from segformer_lab.analysis.profiling import profile_model
 
     config = shallow("segformer_b0")
     model = sl.create_model(config=config)

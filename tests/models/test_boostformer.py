@@ -18,7 +18,7 @@ from segformer_lab.layers import (
     build_rope,
     rotate_pairs,
 )
-from segformer_lab.tools.profile import profile_model
+from segformer_lab.analysis.profiling import profile_model
 
 
 def count(module):

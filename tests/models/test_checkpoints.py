@@ -16,7 +16,7 @@ from torch import nn
 
 import segformer_lab as sl
 from helpers import randomised
-from segformer_lab.engine import SegmentationModule, load_for_eval, resolve_config
+from segformer_lab.engine import SegmentationTask, load_for_eval, resolve_config
 from segformer_lab.models import LoadReport, SegmentationModel, load_weights, mit_stages
 from segformer_lab.models.checkpoint import KEY_FORMATS, reading, to_hf_config, to_hf_state_dict
 from segformer_lab.models.checkpoint.formats import KeyFormat
@@ -476,7 +476,7 @@ def lightning_checkpoint(model: nn.Module, with_config: bool = True) -> dict:
     with the module's own additions (``on_save_checkpoint``) unless ``with_config`` is off."""
     checkpoint = {"pytorch-lightning_version": "2.5.0", "global_step": 3, "epoch": 0,
                   "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
-    SegmentationModule(model).on_save_checkpoint(checkpoint)
+    SegmentationTask(model).on_save_checkpoint(checkpoint)
     if not with_config:
         del checkpoint[MODEL_CONFIG_KEY]
     return checkpoint

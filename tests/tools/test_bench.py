@@ -8,8 +8,8 @@ import torch
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.tools.bench import TrainingStep, benchmark, randomise_batch_norms, random_batch
-from segformer_lab.tools.timing import relative_rows
+from segformer_lab.analysis.benchmark import TrainingStep, benchmark, randomise_batch_norms, random_batch
+from segformer_lab.analysis.timing import relative_rows
 
 FAST = {"size": (64, 64), "warmup": 1, "repeats": 2}
 
@@ -137,7 +137,7 @@ def test_cli_training_comparison_and_bad_combination(capsys):
 
 def test_data_pipeline_throughput_on_a_synthetic_ade20k_tree(tmp_path):
     from segformer_lab.data import build_dataset
-    from segformer_lab.tools.bench_data import data_throughput, write_synthetic_ade20k
+    from segformer_lab.analysis.data_throughput import data_throughput, write_synthetic_ade20k
 
     root = write_synthetic_ade20k(tmp_path, count=3)
     assert len(list((root / "images" / "training").glob("*.jpg"))) == 3
@@ -151,7 +151,7 @@ def test_data_pipeline_throughput_on_a_synthetic_ade20k_tree(tmp_path):
 
 
 def test_cli_data_bench(tmp_path, capsys):
-    from segformer_lab.tools.bench_data import write_synthetic_ade20k
+    from segformer_lab.analysis.data_throughput import write_synthetic_ade20k
 
     root = write_synthetic_ade20k(tmp_path, count=2)
     assert main(["bench", "--data", f"ade20k:{root}", "--repeats", "2", "--warmup", "0", "--json"]) == 0

@@ -10,8 +10,8 @@ import torch
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.tools import device as dev
-from segformer_lab.tools.bench import TrainingStep, benchmark, random_batch
+from segformer_lab.analysis import device as dev
+from segformer_lab.analysis.benchmark import TrainingStep, benchmark, random_batch
 
 SMALL = {"size": (32, 32), "warmup": 0, "repeats": 1}
 MIB = 2**20

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.tools.profile import (
+from segformer_lab.analysis.profiling import (
     SDPA_CPU,
     count_macs,
     count_params,

@@ -6,18 +6,18 @@ Inference itself (whole / sliding window / TTA) is ``segformer_lab.inference``, 
 knows nothing of Lightning.
 """
 
-from .classification import ClassificationModule
+from .classification import ClassificationTask
 from .datamodule import EpochSampler, ResumableLoader, SegmentationDataModule
 from .evaluation import evaluate, load_for_eval
 from .experiment import DEFAULTS, build_model, build_module, build_trainer, resolve_config, train
 from .metrics import SegmentationMetrics, confusion_matrix, most_confused, scores
-from .module import NonFiniteLossError, SegmentationModule, TrainingModule
+from .module import NonFiniteLossError, SegmentationTask, TrainingTask
 from .optim import OptimConfig, WarmupDecay, build_optimizer, build_scheduler, param_groups
 
 __all__ = [
-    "DEFAULTS", "ClassificationModule", "EpochSampler", "NonFiniteLossError", "OptimConfig",
-    "ResumableLoader", "SegmentationDataModule", "SegmentationMetrics", "SegmentationModule",
-    "TrainingModule", "WarmupDecay", "build_model", "build_module", "build_optimizer",
+    "DEFAULTS", "ClassificationTask", "EpochSampler", "NonFiniteLossError", "OptimConfig",
+    "ResumableLoader", "SegmentationDataModule", "SegmentationMetrics", "SegmentationTask",
+    "TrainingTask", "WarmupDecay", "build_model", "build_module", "build_optimizer",
     "build_scheduler", "build_trainer", "confusion_matrix", "evaluate", "load_for_eval", "most_confused",
     "param_groups", "resolve_config", "scores", "train",
 ]

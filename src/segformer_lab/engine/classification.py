@@ -1,6 +1,6 @@
 """The LightningModule of encoder pre-training: image classification (Tiny-ImageNet).
 
-A ``TrainingModule`` like ``SegmentationModule`` (same optimiser recipe, non-finite loss
+A ``TrainingTask`` like ``SegmentationTask`` (same optimiser recipe, non-finite loss
 stop and random-state checkpointing): cross-entropy (optional label smoothing) on ``model(pixel_values) ->
 [B, K]`` logits, and top-1 / top-5 accuracy summed across processes."""
 
@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from .module import TrainingModule
+from .module import TrainingTask
 from .optim import OptimConfig
 
 TOP_K = (1, 5)
 
 
-class ClassificationModule(TrainingModule):
+class ClassificationTask(TrainingTask):
     """Trains an ``ImageClassifier`` on batches ``{"pixel_values", "label"}``; validation
     logs ``val/top1`` and ``val/top5`` in percent (top-5 is top-K with fewer than 5
     classes). The scores of the last validation stay in ``val_scores`` (fractions)."""

@@ -2,7 +2,7 @@
 overrides, and the run that trains it into a run directory.
 
 ``task`` is ``segmentation`` or ``classification`` (encoder pre-training: an
-``ImageClassifier`` over the named model's encoder, ``ClassificationModule``); the rest
+``ImageClassifier`` over the named model's encoder, ``ClassificationTask``); the rest
 of the path (data module, trainer, callbacks, run directory) is the same for both.
 
 A run directory holds ``config.yaml`` (the resolved config, written when training
@@ -36,9 +36,9 @@ from ..models import ImageClassifier, SegmentationModel, create_classifier, crea
 from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig
 from ..models.labels import placeholders
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
-from .classification import ClassificationModule
+from .classification import ClassificationTask
 from .datamodule import SegmentationDataModule
-from .module import SegmentationModule
+from .module import SegmentationTask
 from .optim import OptimConfig
 from .resume import check_checkpoint, check_resume
 from .rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, WriteConfig, own_run_directory
@@ -229,8 +229,8 @@ def build_module(config: dict[str, Any], model: SegmentationModel | ImageClassif
     """The LightningModule of the config's task around ``model``."""
     optim = OptimConfig(**config["optim"])
     if config["task"] == CLASSIFICATION:
-        return ClassificationModule(model, optim, **config["classification"])
-    return SegmentationModule(model, optim, config["val"])
+        return ClassificationTask(model, optim, **config["classification"])
+    return SegmentationTask(model, optim, config["val"])
 
 
 def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, resume: bool = False,

@@ -35,7 +35,7 @@ class NonFiniteLossError(FloatingPointError):
     (The name predates the gradient and weight checks.)"""
 
 
-class TrainingModule(L.LightningModule):
+class TrainingTask(L.LightningModule):
     """What every task's module shares: the model, the optimiser recipe (``configure_optimizers``,
     re-applied on resume so that ``--set optim.*`` takes effect), a divergence guard that stops
     every process before a poisoned state can be checkpointed (the loss before backward, the
@@ -143,7 +143,7 @@ class TrainingModule(L.LightningModule):
         return int(self.trainer.estimated_stepping_batches)
 
 
-class SegmentationModule(TrainingModule):
+class SegmentationTask(TrainingTask):
     """Cross-entropy (``ignore_index`` 255) on logits upsampled to the label size (fused:
     ``losses.upsampled_cross_entropy``); validation with ``predict_labels(**inference)``
     into a confusion matrix synchronised across processes, logged as ``val/mIoU``,

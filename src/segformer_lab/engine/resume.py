@@ -1,6 +1,6 @@
 """What a resumed run may change, checked before anything is written (the module puts
 the config's ``optim`` settings over the ones a checkpoint restores:
-``TrainingModule._apply_optim_config``).
+``TrainingTask._apply_optim_config``).
 
 A resume continues the same run: the model, the data and how the best checkpoint is
 chosen stay; the optimiser (``optim.*``), the run's length, logging, hardware, checkpoint

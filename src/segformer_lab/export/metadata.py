@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 from .. import __version__
 
 VERSION_KEY = "segformer_lab_version"
-OUTPUT_STRIDE = 4  # the model's logits are at 1/4 of the input (models/segmentor.py forward contract)
+OUTPUT_STRIDE = 4  # the model's logits are at 1/4 of the input (models/segmentation_model.py forward contract)
 
 
 class MetadataError(ValueError):

@@ -4,7 +4,7 @@ for encoder pre-training, the factory, checkpoint loading.
 Modules, bottom to top: ``heads``, ``labels`` (class names) < ``config`` (which validates names against the
 builder tables of ``layers`` and ``heads``) < ``registry`` (names -> configs);
 ``encoder``, ``pretrained`` (the on-disk format), ``parameters``, ``hub`` (model card,
-upload, Hub ids) < ``segmentor``, ``classifier`` < ``checkpoint/`` (every other format) <
+upload, Hub ids) < ``segmentation_model``, ``classifier`` < ``checkpoint/`` (every other format) <
 ``factory`` (``create_model``, ``open_model``).
 """
 
@@ -13,7 +13,7 @@ from .classifier import ImageClassifier
 from .config import ConfigError, DecoderConfig, ModelConfig, StageConfig, mit_stages
 from .factory import create_classifier, create_model, open_model
 from .registry import get_config, list_models, register_model
-from .segmentor import SegmentationModel
+from .segmentation_model import SegmentationModel
 
 __all__ = [
     "CheckpointError",

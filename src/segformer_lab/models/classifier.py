@@ -19,7 +19,7 @@ from torch import nn
 from .config import ModelConfig
 from .encoder import HierarchicalEncoder
 from .pretrained import CLASSIFICATION, PretrainedMixin
-from .segmentor import SegmentationModel, check_pixel_values, initialise, no_weight_decay
+from .segmentation_model import SegmentationModel, check_pixel_values, initialise, no_weight_decay
 
 
 class ImageClassifier(PretrainedMixin, nn.Module):

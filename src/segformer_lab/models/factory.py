@@ -17,7 +17,7 @@ from .classifier import ImageClassifier
 from .config import ModelConfig
 from .hub import parse_hub_id
 from .registry import get_config
-from .segmentor import SegmentationModel
+from .segmentation_model import SegmentationModel
 
 log = logging.getLogger("segformer_lab")
 

@@ -17,7 +17,7 @@ mean. A local path always wins over a Hub id of the same spelling.
 huggingface_hub is optional (``pip install 'segformer-lab[hub]'``) and imported only by
 the functions that talk to the Hub. This module knows neither the model classes (it
 takes any model with a ``config`` and ``save_pretrained``) nor the profiler above it: the
-card shows MACs when given a profile (``segformer_lab.tools.profile.profile_model``).
+card shows MACs when given a profile (``segformer_lab.analysis.profiling.profile_model``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def model_card(
 ) -> str:
     """The ``README.md`` text of a model card for ``model`` (a ``SegmentationModel``).
 
-    ``profile``: a ``segformer_lab.tools.profile.Profile`` (its GMACs go in the card);
+    ``profile``: a ``segformer_lab.analysis.profiling.Profile`` (its GMACs go in the card);
     ``metrics``: name -> value, e.g. ``{"mIoU": 37.4, "aAcc": 76.2}`` (percent), shown in a
     table and, with ``dataset``, in the ``model-index`` metadata; ``class_names`` (default:
     the model's own, when it knows them) are listed.

@@ -2,7 +2,7 @@
 scene-parsing dataset of ``segformer_lab.data.scenes`` (photographs shipped with
 scikit-image, ADE20K layout) or finds it already generated; ``data check`` diagnoses a
 dataset (``data.diagnose``) and prints the config lines to train on it; ``data show``
-draws samples with their masks (``tools.data_show``)."""
+draws samples with their masks (``analysis.data_show``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .._io import write_json
 from ..data import DATASETS
 from ..data.diagnose import diagnose
 from ..data.scenes import SCENE_CLASSES, generate_scenes, scenes_ready
-from . import data_show
+from ..analysis import data_show
 from .options import positive_int
 
 

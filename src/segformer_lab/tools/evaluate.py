@@ -24,7 +24,7 @@ from ..engine import DEFAULTS, evaluate, load_for_eval, most_confused
 from ..engine.evaluation import model_classes
 from ..inference import MODES
 from ..models.labels import resolve_class_names
-from .eval_plots import require_matplotlib, write_plots
+from ..analysis.eval_plots import require_matplotlib, write_plots
 from .options import add_onnx_arguments, non_negative_int, onnx_options, positive_int, positive_int_list
 
 CONFUSED_PAIRS = 5  # listed after the per-class table

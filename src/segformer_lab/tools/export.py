@@ -1,6 +1,6 @@
 """``segformer-lab export``: a checkpoint or registered model to ONNX, checked against
-PyTorch with onnxruntime (with ``--report``, then the parity report on a dataset:
-``parity``), or (``--transformers``) to a directory transformers opens. The work is
+PyTorch with onnxruntime (with ``--report``, then the accuracy report on a dataset:
+``analysis.onnx_report``), or (``--transformers``) to a directory transformers opens. The work is
 ``segformer_lab.export`` and ``models.save_transformers``; this module parses the command
 line and prints the result."""
 
@@ -34,8 +34,8 @@ from ..export.quantize import DEFAULT_DYNAMIC, DEFAULT_STATIC, RECIPES, export_i
 from ..inference import OnnxModel
 from ..models import CheckpointError, open_model, save_transformers
 from .options import data_spec, positive_int
-from .parity import dataset_view, format_report, parity_report, report_data
-from .timing import torch_threads
+from ..analysis.onnx_report import dataset_view, format_report, onnx_report, report_data
+from ..analysis.timing import torch_threads
 
 QUANTISED_OP_NAMES = {"MatMulIntegerToFloat", "DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear",
                       "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger"}
@@ -81,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=positive_int, metavar="K",
                    help="classes of a registered model (default: its own)")
     p.add_argument("--no-check", action="store_true", help="write the file without running it in onnxruntime")
-    report = p.add_argument_group("parity report (PyTorch float32 against the ONNX files on a dataset)")
+    report = p.add_argument_group("accuracy report (PyTorch float32 against the ONNX files on a dataset)")
     report.add_argument("--report", type=data_spec, metavar="FORMAT:ROOT",
                         help="after the export, score PyTorch and the file on the validation split (the run's "
                         "transforms and inference settings, else the defaults): mIoU, max abs score difference, "
@@ -114,7 +114,7 @@ def check_int8_options(args: argparse.Namespace) -> None:
 
 def calibration_data(args: argparse.Namespace, model, run: dict | None):
     """The calibration images of ``--calibrate FORMAT:ROOT``: the split as the model sees it
-    (``parity.dataset_view``, the run's validation transforms); a class count other than
+    (``analysis.onnx_report.dataset_view``, the run's validation transforms); a class count other than
     the model's, or an empty split, is refused naming the option."""
     where = ":".join(args.calibrate)
     split = args.calib_split or (run or DEFAULTS)["data"]["train_split"]
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         files = [OnnxModel(result.path, threads=threads), *others]
         with torch_threads(threads):
-            report = parity_report(model, files, dataset, inference, size=args.report_size,
+            report = onnx_report(model, files, dataset, inference, size=args.report_size,
                                    repeats=args.report_repeats, progress=True)
         print(format_report(report))
         if args.report_json:

@@ -20,7 +20,7 @@ from ..config import (
 from ..labels import names_from_id2label
 from ..pretrained import CONFIG_NAME, MODEL_CONFIG_KEY, CheckpointError
 from ..registry import get_config, list_models
-from . import boost_seed, rope_seed
+from . import boost_original, rope_original
 from .formats import OWN_CLASSIFIER_FORMAT
 from .reading import Source
 
@@ -43,8 +43,8 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
             )
             config = config.replace(num_classes=DEFAULT_NUM_CLASSES)
         return config
-    if source.format.name == boost_seed.FORMAT_NAME:
-        return boost_seed_config(source, converted, notes)
+    if source.format.name == boost_original.FORMAT_NAME:
+        return boost_original_config(source, converted, notes)
     if source.hf_config is not None:
         encoder_only = not any(k.startswith("decode_head.") for k in converted)
         try:
@@ -55,23 +55,23 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
         config = infer_config(converted, notes)
     except CheckpointError as e:
         raise CheckpointError(f"{source.path}: {e}") from None
-    if source.format.name == rope_seed.NAME:
-        notes.append(rope_seed.bare_mixed_note())
-        return named(rope_seed.with_seed_rope(config, mixed=True))
+    if source.format.name == rope_original.NAME:
+        notes.append(rope_original.bare_mixed_note())
+        return named(rope_original.with_original_rope(config, mixed=True))
     if source.format.name == "huggingface":
-        notes.append(rope_seed.ambiguous_note(config))
+        notes.append(rope_original.ambiguous_note(config))
     return config
 
 
-def boost_seed_config(source: Source, converted: dict[str, torch.Tensor], notes: list[str]) -> ModelConfig:
+def boost_original_config(source: Source, converted: dict[str, torch.Tensor], notes: list[str]) -> ModelConfig:
     """The BoostFormer seed's model: its ``config.json`` (a ``SegformerConfig``) or, for a
     bare state dict, what the weights say, read as SegFormer's, then in its layout."""
     # a config.json's encoder-only model says its image classes; a bare file's settings
     # already give its head the default classes
     encoder_only = source.hf_config is not None and not any(k.startswith("decode_head.") for k in converted)
     try:
-        settings = boost_seed.seed_settings(source.hf_config, converted, notes)
-        return named(boost_seed.as_boostformer(config_from_hf(settings, encoder_only, notes)))
+        settings = boost_original.original_settings(source.hf_config, converted, notes)
+        return named(boost_original.as_boostformer(config_from_hf(settings, encoder_only, notes)))
     except (CheckpointError, ConfigError) as e:
         where = source.path / CONFIG_NAME if source.hf_config is not None else source.path
         raise CheckpointError(f"{where}: {e}") from None
@@ -124,8 +124,8 @@ def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> 
         drop_path_rate=hf.get("drop_path_rate", 0.1),
         class_names=class_names,
     )
-    if hf.get("model_type") == rope_seed.MODEL_TYPE:
-        config = rope_seed.from_seed_config(config, hf)
+    if hf.get("model_type") == rope_original.MODEL_TYPE:
+        config = rope_original.from_original_config(config, hf)
     return named(config)
 
 

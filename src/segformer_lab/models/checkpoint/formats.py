@@ -18,7 +18,7 @@ import torch
 
 from ..config import MIT_HEADS
 from ..pretrained import CLASSIFICATION, FORMAT_TAG
-from . import boost_seed, rope_seed
+from . import boost_original, rope_original
 
 # (pattern, replacement): a ``re.sub`` rule applied to every key
 Rename = tuple[str, str | Callable[[re.Match[str]], str]]
@@ -64,15 +64,15 @@ HF_RENAMES: tuple[Rename, ...] = (
 )
 
 
-def rope_seed_format(heads: tuple[int, ...] = MIT_HEADS) -> KeyFormat:
+def rope_original_format(heads: tuple[int, ...] = MIT_HEADS) -> KeyFormat:
     """The SegFormer-with-RoPE seed's spelling (``rope_seed``) for a model with ``heads``
     per stage (its mixed frequencies are stacked over heads)."""
     return KeyFormat(
-        name=rope_seed.NAME,
-        signature=rope_seed.SIGNATURE,
+        name=rope_original.NAME,
+        signature=rope_original.SIGNATURE,
         renames=HF_RENAMES,
-        transforms=rope_seed.transforms(heads),
-        ignored=rope_seed.IGNORED,
+        transforms=rope_original.transforms(heads),
+        ignored=rope_original.IGNORED,
     )
 
 
@@ -134,13 +134,13 @@ KEY_FORMATS = (  # detection tries them in this order; ours is the fallback
     ),
     # before Hugging Face's: the BoostFormer seed's keys carry its prefix
     KeyFormat(
-        name=boost_seed.FORMAT_NAME,
-        signature=boost_seed.SIGNATURE,
-        renames=boost_seed.RENAMES,
-        transforms=boost_seed.TRANSFORMS,
-        ignored=boost_seed.IGNORED + ((r"^classifier\.", IMAGENET_HEAD),),
+        name=boost_original.FORMAT_NAME,
+        signature=boost_original.SIGNATURE,
+        renames=boost_original.RENAMES,
+        transforms=boost_original.TRANSFORMS,
+        ignored=boost_original.IGNORED + ((r"^classifier\.", IMAGENET_HEAD),),
     ),
-    rope_seed_format(),  # its mixed models' keys; before Hugging Face's, whose keys it also has
+    rope_original_format(),  # its mixed models' keys; before Hugging Face's, whose keys it also has
     KeyFormat(
         name="huggingface",
         signature=r"^segformer\.encoder\.|^decode_head\.linear_projections\.",

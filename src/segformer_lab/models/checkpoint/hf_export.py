@@ -18,7 +18,7 @@ from ..._io import atomic_write, write_json
 from ..config import DecoderConfig, ModelConfig, StageConfig
 from ..labels import resolve_class_names, to_id2label
 from ..pretrained import CONFIG_NAME, WEIGHTS_NAME
-from ..segmentor import SegmentationModel
+from ..segmentation_model import SegmentationModel
 from .formats import HF_PREFIX
 
 HF_MODEL_TYPE = "segformer"

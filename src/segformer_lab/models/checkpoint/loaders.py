@@ -15,8 +15,8 @@ from torch import nn
 from ..classifier import ImageClassifier
 from ..hub import resolve_checkpoint
 from ..pretrained import MODEL_CONFIG_KEY, CheckpointError
-from ..segmentor import SegmentationModel
-from . import rope_seed
+from ..segmentation_model import SegmentationModel
+from . import rope_original
 from .architecture import segmentation_config
 from .compare import LoadReport, load_converted
 from .convert import convert
@@ -37,7 +37,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, reset_classifier: bo
     ``CheckpointError`` naming the keys and both shapes, and the model is left untouched.
     """
     source = read(path)
-    rope_seed.check_model(source.hf_config, model, str(source.path))
+    rope_original.check_model(source.hf_config, model, str(source.path))
     converted, ignored = convert(source)
     report = load_converted(model, source, converted, ignored, reset_classifier)
     log.info("loaded %s (%s format); %s", source.path, source.format.name, "; ".join(report.notes) or "all keys matched")

@@ -41,8 +41,8 @@ from ..pretrained import (
     read_config,
     read_safetensors,
 )
-from . import rope_seed
-from .formats import KEY_FORMATS, OWN_CLASSIFIER_FORMAT, OWN_FORMAT, KeyFormat, rope_seed_format
+from . import rope_original
+from .formats import KEY_FORMATS, OWN_CLASSIFIER_FORMAT, OWN_FORMAT, KeyFormat, rope_original_format
 
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt")
 WRAPPER_KEYS = ("state_dict", "model")
@@ -100,9 +100,9 @@ def read(path: str | os.PathLike) -> Source:
     elif path.is_dir() and config.get("model_type") == "segformer":
         source.hf_config = config
         source.format = detect(state)
-    elif path.is_dir() and config.get("model_type") == rope_seed.MODEL_TYPE:
+    elif path.is_dir() and config.get("model_type") == rope_original.MODEL_TYPE:
         source.hf_config = config
-        source.format = rope_seed_format(rope_seed.config_heads(config))
+        source.format = rope_original_format(rope_original.config_heads(config))
     else:
         raise CheckpointError(
             f"{where} describes neither a segformer_lab model nor a Hugging Face SegFormer "

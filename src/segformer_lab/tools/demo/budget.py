@@ -26,7 +26,7 @@ from torch.utils.data import Subset
 
 from ..._io import read_json, write_json
 from ...engine import evaluate, train
-from ..timing import torch_threads
+from ...analysis.timing import torch_threads
 from .dataset import IMAGE_SIZE, spread_indices
 from .formatting import duration
 from .measure import PROFILE_SIZE

@@ -1,5 +1,5 @@
-"""What the demo measures besides accuracy: parameters and MACs (``tools.profile``) and
-CPU latency, every model timed in turns (``tools.timing``)."""
+"""What the demo measures besides accuracy: parameters and MACs (``analysis.profiling``) and
+CPU latency, every model timed in turns (``analysis.timing``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 
 from ..._io import read_json, write_json
 from ...models import create_model
-from ..profile import profile_model
-from ..timing import time_in_turns
+from ...analysis.profiling import profile_model
+from ...analysis.timing import time_in_turns
 
 PROFILE_SIZE = 512  # the side of the square input that MACs are counted (and latency timed) at
 

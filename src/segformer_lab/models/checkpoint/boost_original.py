@@ -15,7 +15,7 @@ pooled-KV attention after them, weighted-sum decoder) under other names:
 - ``decode_head.linear_fuse``: built by the seed's decode head, never called.
 
 ``formats.KEY_FORMATS`` holds the entry made of the pieces below; ``architecture`` builds
-the model from ``seed_settings`` and ``as_boostformer``.
+the model from ``original_settings`` and ``as_boostformer``.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ TRANSFORMS = (
 )
 
 
-def seed_settings(config: dict[str, Any] | None, state: dict[str, torch.Tensor], notes: list[str]) -> dict[str, Any]:
+def original_settings(config: dict[str, Any] | None, state: dict[str, torch.Tensor], notes: list[str]) -> dict[str, Any]:
     """The seed's ``SegformerConfig`` entries for a checkpoint: its ``config.json`` (the
     seed's defaults for what it leaves out) or, for a bare state dict (our key names),
     what the weights say. The weights do not hold the attention heads, the pooling

@@ -1,4 +1,4 @@
-"""The parity report of ``export --report``: the PyTorch float32 model against its exported
+"""The accuracy report of ``export --report``: the PyTorch float32 model against its exported
 ONNX files (float32, float16, int8: whichever are given) on a dataset.
 
 Per file: the mIoU (``engine.evaluate``, the code ``eval`` runs, so the number is the one
@@ -83,7 +83,7 @@ def latency(model: SegmentationModel, files: Sequence[OnnxModel], size: Sequence
     return {row["model"]: {"median_ms": row["median_ms"], "relative": row["relative"]} for row in rows}, reference
 
 
-def parity_report(model: SegmentationModel, files: Sequence[OnnxModel], dataset: Dataset,
+def onnx_report(model: SegmentationModel, files: Sequence[OnnxModel], dataset: Dataset,
                   inference: dict[str, Any], size: Sequence[int] = (512, 512), repeats: int = 20,
                   warmup: int = 2, progress: bool = False) -> dict[str, Any]:
     """The report as JSON-ready data: ``rows`` (PyTorch first, then each file) with
@@ -115,7 +115,7 @@ def format_report(report: dict[str, Any]) -> str:
     """The report as a Markdown table, with a line saying what was measured."""
     shape = "x".join(map(str, report["latency_input"]))
     lines = [
-        f"parity of {report['model']} on {report['images']} images (" + ", ".join(
+        f"ONNX report for {report['model']} on {report['images']} images (" + ", ".join(
             f"{k}={v}" for k, v in report["inference"].items()) + f"); latency {shape}, {report['threads']} thread(s), "
         f"median of {report['repeats']} rounds in turns, relative to {report['latency_reference']}",
         "| model | precision | mIoU | Δ mIoU | max abs diff | argmax agreement | latency | relative |",

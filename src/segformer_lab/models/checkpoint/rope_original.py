@@ -78,21 +78,21 @@ def config_heads(hf: dict[str, Any]) -> tuple[int, ...]:
     return tuple(hf.get("num_attention_heads", MIT_HEADS))
 
 
-def with_seed_rope(config: ModelConfig, mixed: bool, theta: float = DEFAULT_THETA) -> ModelConfig:
+def with_original_rope(config: ModelConfig, mixed: bool, theta: float = DEFAULT_THETA) -> ModelConfig:
     """``config`` (plain SegFormer) with the seed's RoPE in every stage: axial or mixed,
     its theta, keys at the pooled phasors."""
     rope = {"theta": theta, "key_positions": KEY_POSITIONS}
     return config.with_stages(pos_encoding="mixed" if mixed else "axial").replace(rope=rope)
 
 
-def from_seed_config(config: ModelConfig, hf: dict[str, Any]) -> ModelConfig:
+def from_original_config(config: ModelConfig, hf: dict[str, Any]) -> ModelConfig:
     """The model a seed ``config.json`` describes: ``config`` is what its SegFormer fields
     give; ``rope_mixed`` and ``rope_theta`` add the RoPE, and the decoder drops single
     activations as transformers' port, which the seed trained, does."""
     theta = hf.get("rope_theta", DEFAULT_THETA)
     if not isinstance(theta, (int, float)) or theta <= 1:
         raise CheckpointError(f"config.json: rope_theta must be a number > 1, got {theta!r}")
-    seed = with_seed_rope(config, bool(hf.get("rope_mixed", False)), float(theta))
+    seed = with_original_rope(config, bool(hf.get("rope_mixed", False)), float(theta))
     return seed.replace(decoder={"dropout_mode": "element"})
 
 

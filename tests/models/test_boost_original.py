@@ -23,7 +23,7 @@ from segformer_lab.data.io import IMAGENET_MEAN, IMAGENET_STD
 from segformer_lab.models.checkpoint import CheckpointError, load_weights, reading
 from segformer_lab.models.checkpoint.architecture import segmentation_config
 from segformer_lab.models.checkpoint.convert import convert
-from segformer_lab.models.segmentor import SegmentationModel
+from segformer_lab.models.segmentation_model import SegmentationModel
 
 FIXTURES = REPO / "tests/fixtures/seeds/boost"
 # float32 noise: the seed's logits and ours differ by at most 1.7e-6 on the fixtures

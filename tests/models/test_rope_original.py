@@ -21,7 +21,7 @@ from segformer_lab.engine import resolve_config
 from segformer_lab.models import SegmentationModel, create_model, load_weights
 from segformer_lab.models.checkpoint import CheckpointError, load_model
 from segformer_lab.models.checkpoint.architecture import config_from_hf
-from segformer_lab.models.checkpoint.rope_seed import split_frequencies, with_seed_rope
+from segformer_lab.models.checkpoint.rope_original import split_frequencies, with_original_rope
 
 FIXTURES = REPO / "tests" / "fixtures" / "seeds" / "rope"
 FORMS = ("safetensors", "bin", "state_dict.pth")
@@ -94,7 +94,7 @@ def test_bare_axial_state_dict_of_a_registered_size_names_the_registry_entry(tmp
 @pytest.mark.parametrize("variant", ["axial", "mixed"])
 def test_without_rope_or_with_centre_keys_the_logits_clearly_differ(variant):
     """What the parity tests rule out: the same weights in the wrong model."""
-    seed = with_seed_rope(plain_config(), mixed=variant == "mixed")
+    seed = with_original_rope(plain_config(), mixed=variant == "mixed")
     weights = FIXTURES / variant / "state_dict.pth"
     centre = create_model(config=seed, rope={"key_positions": "centre"}, pretrained=weights)
     assert max_error(centre, variant) > CLEARLY
@@ -110,7 +110,7 @@ def test_without_rope_or_with_centre_keys_the_logits_clearly_differ(variant):
 # --- create_model(..., pretrained=seed directory) -----------------------------------
 @pytest.mark.parametrize("variant", ["axial", "mixed"])
 def test_create_model_reads_a_seed_directory_and_reports_each_key(variant):
-    config = with_seed_rope(plain_config(), mixed=variant == "mixed")
+    config = with_original_rope(plain_config(), mixed=variant == "mixed")
     model = SegmentationModel(config)
     report = load_weights(model, FIXTURES / variant / "bin")
     assert report.format == "segformer_with_rope"
@@ -130,7 +130,7 @@ def test_a_seed_directory_never_loads_into_a_model_without_rope(variant):
 
 
 def test_a_seed_directory_in_a_model_with_other_rope_says_outputs_differ(caplog):
-    config = with_seed_rope(plain_config(), mixed=True).replace(rope={"key_positions": "centre"})
+    config = with_original_rope(plain_config(), mixed=True).replace(rope={"key_positions": "centre"})
     with caplog.at_level(logging.WARNING, logger="segformer_lab"):
         create_model(config=config, pretrained=FIXTURES / "mixed" / "safetensors")
     assert "is not the seed's" in caplog.text
