@@ -130,6 +130,8 @@ def test_cityscapes_raw_ids_are_not_misread_as_conventions(tmp_path):
     result = diagnose("cityscapes", make_cityscapes(tmp_path))
     assert list(result.reports) == ["train", "val"] and result.ok
     assert result.reports["val"].labels[[0, 10, 13]].all() and result.reports["val"].values[40] > 0
+    labels = next(line for line in result.lines() if line.startswith("  training labels"))
+    assert "road " in labels and "sky " in labels and "car " in labels and "0:" not in labels  # named, not numbered
 
 
 def test_check_dataset_in_threads_matches_one_thread(tmp_path):

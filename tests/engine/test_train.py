@@ -4,6 +4,7 @@ the train / eval commands, exact resume after SIGKILL, NaN handling, DDP on CPU.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -263,7 +264,16 @@ def test_cli_trains_on_folder_and_parquet_data(data_format, tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
-    assert cli.main(["train", str(path), "--out", str(run_dir)]) == 0
+    lightning_lines: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = lightning_lines.append
+    logging.getLogger("lightning.pytorch").addHandler(listener)
+    try:
+        assert cli.main(["train", str(path), "--out", str(run_dir)]) == 0
+    finally:
+        logging.getLogger("lightning.pytorch").removeHandler(listener)
+    assert lightning_lines, "Lightning said nothing: the listener is not where its lines go"
+    assert not [r for r in lightning_lines if "litlogger" in r.getMessage() or "litmodels" in r.getMessage()]
     assert load_model(run_dir).config.num_classes == classes
     metrics = (run_dir / "logs/csv/version_0/metrics.csv").read_text()
     assert "train/loss" in metrics and "val/mIoU" in metrics

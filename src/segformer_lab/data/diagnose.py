@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class Diagnosis:
             out.append(f"{name}: {r.total} samples, {r.ok} ok; masks: {modes or '-'} ({formats or '-'})")
             out.append(f"  values in the files: {_summary(r.values) if r.values.any() else '-'}"
                        + (f"; {len(r.colours)} colours" if r.colours else ""))
-            out.append(f"  training labels: {_summary(r.labels) if r.labels.any() else '-'}")
+            out.append(f"  training labels: {_summary(r.labels, self.class_names) if r.labels.any() else '-'}")
         for finding in self.findings:
             out.extend(finding.lines())
         out.append("config lines to use:" if self.ok else "config lines to use, once the errors are fixed:")
@@ -108,12 +108,19 @@ def _histogram(counts: np.ndarray) -> dict[str, int]:
     return {str(v): int(counts[v]) for v in np.flatnonzero(counts)}
 
 
-def _summary(counts: np.ndarray, top: int = 12) -> str:
-    """``value: share%`` of the most frequent values, in value order."""
+def _summary(counts: np.ndarray, names: Sequence[str] = (), top: int = 12) -> str:
+    """``value: share%`` of the most frequent values, in value order; with the classes'
+    ``names``, ``name share%`` (``ignore`` for the ignore index)."""
     total = counts.sum()
     present = np.flatnonzero(counts)
     shown = sorted(sorted(present, key=lambda v: -counts[v])[:top])
-    text = ", ".join(f"{v}: {100 * counts[v] / total:.1f}%" for v in shown)
+
+    def label(v: int) -> str:
+        if not names:
+            return f"{v}:"
+        return "ignore" if v == IGNORE_INDEX else names[v] if v < len(names) else f"{v} (no class):"
+
+    text = ", ".join(f"{label(v)} {100 * counts[v] / total:.1f}%" for v in shown)
     return text + (f" (+{present.size - top} more values)" if present.size > top else "")
 
 

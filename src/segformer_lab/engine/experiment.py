@@ -21,6 +21,7 @@ import contextlib
 import copy
 import importlib.util
 import inspect
+import logging
 import os
 import re
 import typing
@@ -46,6 +47,17 @@ from .rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, WriteConfig, o
 SEGMENTATION, CLASSIFICATION = "segmentation", "classification"
 MONITORS = {SEGMENTATION: "val/mIoU", CLASSIFICATION: "val/top1"}  # what the best checkpoint maximises
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+class NoAdvertisements(logging.Filter):
+    """Drops Lightning's promotional lines ("Tip: ... try installing litlogger / litmodels"),
+    which say nothing about the run, from its rank-zero logger; every other line passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().lstrip("💡 ").startswith("Tip:")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoAdvertisements())
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
