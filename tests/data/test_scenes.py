@@ -173,3 +173,26 @@ def test_cli(tmp_path, capsys):
     assert main(args) == 0
     assert "reused cache" in capsys.readouterr().out
     assert len(list((out / "images" / "training").iterdir())) == 4
+
+
+def test_position_free_scenes_turn_half_of_the_scenes_upside_down(small, tmp_path):
+    """The control dataset of ``study rope``: the same scenes, each upside down (image and
+    mask together) with probability 1/2, so the sky is as likely at the bottom as at the top."""
+    free = generate_scenes(tmp_path / "free", **SMALL, position_free=True)
+    assert scenes_ready(free, **SMALL, position_free=True) and not scenes_ready(free, **SMALL)
+    assert json.loads((free / "dataset.json").read_text())["params"]["position_free"] is True
+    flipped = kept = 0
+    for split, count in (("training", SMALL["train"]), ("validation", SMALL["val"])):
+        for i in range(count):
+            name = f"annotations/{split}/scene_{i:06d}.png"
+            natural, turned = decode_mask(small / name, name), decode_mask(free / name, name)
+            if np.array_equal(turned, natural):
+                kept += 1
+            else:
+                assert np.array_equal(turned, natural[::-1]), name  # the same scene, upside down
+                flipped += 1
+    assert flipped >= 4 and kept >= 4  # 16 fair coins: both sides well represented
+    sky = SCENE_CLASSES.index("sky") + 1  # raw value of class c is c + 1
+    rows_with_sky = [np.flatnonzero((decode_mask(free / f"annotations/training/scene_{i:06d}.png", "m") == sky)
+                                    .any(axis=1)) for i in range(SMALL["train"])]
+    assert any(r.size and r.mean() > 32 for r in rows_with_sky)  # sky found in the lower half somewhere

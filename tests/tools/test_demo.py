@@ -17,7 +17,9 @@ from PIL import Image
 from segformer_lab import cli, get_config
 from segformer_lab.data import build_dataset, build_transforms
 from segformer_lab.engine import OptimConfig
-from segformer_lab.tools.demo.budget import MIN_STEPS, PLAN_FRACTION, Costs, calibrate, loop_costs, plan_steps
+from segformer_lab.tools.demo.budget import (
+    MIN_STEPS, PLAN_FRACTION, Costs, calibrate, demo_fixed_s, loop_costs, plan_steps,
+)  # fmt: skip
 from segformer_lab.tools.demo.command import LOCK_FILE
 from segformer_lab.tools.demo.dataset import dataset_meta
 from segformer_lab.tools.demo.formatting import duration, pm
@@ -132,13 +134,26 @@ def test_seeds_give_mean_and_std(first):
 
 
 def test_plan_fits_the_budget():
-    costs = Costs(step=0.5, forward=0.02, forward2x=0.08, forward_profile=0.3)
-    steps, estimate = plan_steps(costs, budget_s=480, elapsed_s=30, runs=4, models=4, val_images=200,
-                                      bench_rounds=4)
+    costs = Costs(steps={"a": 0.5, "b": 0.5}, forward=0.02, forward2x=0.08, forward_profile=0.3)
+    plan = {"elapsed_s": 30, "runs": {"a": 2, "b": 2}, "val_images": 200, "multiples": (1, 2),
+            "fixed_s": demo_fixed_s(costs, 2, 4)}
+    steps, estimate = plan_steps(costs, budget_s=480, **plan)
     assert steps % VAL_POINTS == 0 and steps > 50
     assert estimate["total_s"] <= PLAN_FRACTION * 480 + 1
-    tight, _ = plan_steps(costs, budget_s=60, elapsed_s=30, runs=4, models=4, val_images=200, bench_rounds=4)
+    tight, _ = plan_steps(costs, budget_s=60, **plan)
     assert tight == MIN_STEPS
+
+
+def test_plan_counts_every_kind_at_its_own_step_cost():
+    """A kind that trains 40% slower per step takes its share of the budget: the plan for a
+    B0 at 0.2 s and a variant at 0.28 s is the plan of two runs at 0.24 s, not at 0.2 s."""
+    plan = {"budget_s": 600, "elapsed_s": 0, "val_images": 10, "multiples": (1, 2, 3), "fixed_s": 0.0}
+    mixed = Costs(steps={"b0": 0.2, "slow": 0.28}, forward=0.01, forward2x=0.04, forward_profile=0.1)
+    even = Costs(steps={"b0": 0.24}, forward=0.01, forward2x=0.04, forward_profile=0.1)
+    steps, estimate = plan_steps(mixed, runs={"b0": 1, "slow": 1}, **plan)
+    assert steps == plan_steps(even, runs={"b0": 2}, **plan)[0]
+    assert estimate["total_s"] == pytest.approx(PLAN_FRACTION * 600, rel=0.01)
+    assert mixed.scoring((1, 2, 3)) == pytest.approx(0.01 + 0.04 + 0.04 * 9 / 4)  # 3x extrapolated by area
 
 
 def test_the_recipe_ships_in_the_package(tmp_path):
@@ -169,9 +184,10 @@ def test_calibration_arithmetic():
     with pytest.raises(ValueError, match="step ends"):
         loop_costs([1.0, 2.0], start=0.0, finish=3.0, warmup=1)
     # a slower run (busier machine, slower loop) gets fewer planned steps
-    fast = Costs(step=0.2, forward=0.02, forward2x=0.06, forward_profile=0.2, run_overhead=1.0)
-    slow = Costs(step=0.3, forward=0.02, forward2x=0.06, forward_profile=0.2, run_overhead=1.0)
-    plan = {"budget_s": 480, "elapsed_s": 30, "runs": 4, "models": 4, "val_images": 200, "bench_rounds": 4}
+    fast = Costs(steps={"m": 0.2}, forward=0.02, forward2x=0.06, forward_profile=0.2, run_overhead=1.0)
+    slow = Costs(steps={"m": 0.3}, forward=0.02, forward2x=0.06, forward_profile=0.2, run_overhead=1.0)
+    plan = {"budget_s": 480, "elapsed_s": 30, "runs": {"m": 4}, "val_images": 200, "multiples": (1, 2),
+            "fixed_s": 10.0}
     assert plan_steps(slow, **plan)[0] < plan_steps(fast, **plan)[0]
 
 
@@ -185,9 +201,12 @@ def test_calibration_times_the_engine_training_loop(first):
     config["data"]["root"], config["model"]["num_classes"] = str(root), num_classes
     eval_set = build_dataset("ade20k", root, "validation", transforms="none", num_classes=num_classes)
     threads_before = torch.get_num_threads()
-    costs, threads = calibrate(config, "segformer_b0", eval_set, "cpu", [1])
+    kinds = {name: {**config, "model": {**config["model"], "name": name}}
+             for name in ("segformer_b0", "boostformer_b0")}
+    costs, threads = calibrate(kinds, eval_set, "cpu", [1])
     assert threads == 1 and torch.get_num_threads() == threads_before
-    assert costs.step > 0 and costs.forward > 0 and costs.forward2x >= 0 and costs.run_overhead >= 0
+    assert list(costs.steps) == list(kinds) and min(costs.steps.values()) > 0  # every kind timed
+    assert costs.forward > 0 and costs.forward > 0 and costs.forward2x >= 0 and costs.run_overhead >= 0
     assert costs.forward_profile >= costs.forward2x
 
 

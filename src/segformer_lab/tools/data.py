@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     s.add_argument("--size", nargs=2, type=int, default=(128, 128), metavar=("H", "W"),
                    help="training image size (default: 128 128); validation sides range over 0.75x..2x+32")
+    s.add_argument("--position-free", action="store_true",
+                   help="turn each scene upside down with probability 1/2, so that a class's position says "
+                   "nothing about it (the control dataset of 'study rope')")
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes (default: the usable cores, at most 8)")
     s.add_argument("--force", action="store_true", help="regenerate even if a complete dataset is there")
@@ -148,7 +151,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_scenes(args: argparse.Namespace) -> int:
     size = tuple(args.size)
-    params = dict(train=args.train, val=args.val, seed=args.seed, size=size)
+    params = dict(train=args.train, val=args.val, seed=args.seed, size=size, position_free=args.position_free)
     reused = not args.force and scenes_ready(args.out, **params)
     started = time.perf_counter()
     try:
@@ -159,5 +162,6 @@ def run_scenes(args: argparse.Namespace) -> int:
     how = "reused cache" if reused else f"generated in {time.perf_counter() - started:.1f} s"
     print(root)
     print(f"scenes: {args.train} train ({size[0]}x{size[1]}) + {args.val} val images (varied sizes), "
-          f"{len(SCENE_CLASSES)} classes, seed {args.seed}: {how}")
+          f"{len(SCENE_CLASSES)} classes, seed {args.seed}"
+          + (", position-free (half upside down)" if args.position_free else "") + f": {how}")
     return 0

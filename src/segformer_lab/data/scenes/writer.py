@@ -46,9 +46,10 @@ def _val_size(rng: np.random.Generator, index: int, size: tuple[int, int]) -> tu
     return sides[0], sides[1]
 
 
-def _params(train: int, val: int, seed: int, size: tuple[int, int]) -> dict[str, Any]:
-    return {"generator": GENERATOR, "version": SCENES_VERSION, "seed": int(seed), "train": int(train),
-            "val": int(val), "size": [int(size[0]), int(size[1])], "image_format": f"jpeg q{JPEG_QUALITY} 4:4:4"}
+def _params(train: int, val: int, seed: int, size: tuple[int, int], position_free: bool = False) -> dict[str, Any]:
+    params = {"generator": GENERATOR, "version": SCENES_VERSION, "seed": int(seed), "train": int(train),
+              "val": int(val), "size": [int(size[0]), int(size[1])], "image_format": f"jpeg q{JPEG_QUALITY} 4:4:4"}
+    return {**params, "position_free": True} if position_free else params  # earlier caches stay valid
 
 
 def _file_names(count: int) -> list[str]:
@@ -64,12 +65,13 @@ def _check_args(train: int, val: int, size: Sequence[int]) -> tuple[int, int]:
 
 
 def scenes_ready(out_dir: str | Path, train: int = 2000, val: int = 200, seed: int = 0,
-                 size: tuple[int, int] = (128, 128)) -> bool:
+                 size: tuple[int, int] = (128, 128), position_free: bool = False) -> bool:
     """True if ``out_dir`` holds the complete dataset these parameters generate:
     ``dataset.json`` records them and exactly the expected files are there."""
     root = Path(out_dir)
     meta = read_json(root / "dataset.json")
-    if not isinstance(meta, dict) or meta.get("params") != _params(train, val, seed, _check_args(train, val, size)):
+    if not isinstance(meta, dict) or meta.get("params") != _params(train, val, seed, _check_args(train, val, size),
+                                                                 position_free):
         return False
     if not (root / "classes.txt").is_file():
         return False
@@ -86,8 +88,10 @@ def scenes_ready(out_dir: str | Path, train: int = 2000, val: int = 200, seed: i
     return True
 
 
-def _write_range(root: str, split: str, start: int, stop: int, seed: int, size: tuple[int, int]) -> np.ndarray:
-    """Render and write images ``start..stop-1`` of ``split``; returns raw label pixel counts."""
+def _write_range(root: str, split: str, start: int, stop: int, seed: int, size: tuple[int, int],
+                 position_free: bool) -> np.ndarray:
+    """Render and write images ``start..stop-1`` of ``split``; returns raw label pixel counts.
+    ``position_free``: each scene (image and mask) upside down with probability 1/2."""
     counts = np.zeros(len(SCENE_CLASSES) + 1, np.int64)
     images = Path(root) / "images" / ADE20K_SPLITS[split]
     annotations = Path(root) / "annotations" / ADE20K_SPLITS[split]
@@ -96,6 +100,8 @@ def _write_range(root: str, split: str, start: int, stop: int, seed: int, size: 
         key = (int(seed), SPLIT_CODE[split], index)
         shape = size if split == "train" else _val_size(np.random.default_rng(key + (1,)), index, size)
         image, label = render_scene(key, shape)
+        if position_free and np.random.default_rng(key + (2,)).random() < 0.5:
+            image, label = image[::-1], label[::-1]
         name = f"scene_{index:06d}"
         Image.fromarray(image).save(images / f"{name}.jpg", quality=JPEG_QUALITY, subsampling=0)
         mask = Image.frombytes("P", (label.shape[1], label.shape[0]), label.tobytes())
@@ -105,13 +111,14 @@ def _write_range(root: str, split: str, start: int, stop: int, seed: int, size: 
     return counts
 
 
-def _write(root: Path, train: int, val: int, seed: int, size: tuple[int, int], workers: int) -> dict[str, list[int]]:
+def _write(root: Path, train: int, val: int, seed: int, size: tuple[int, int], position_free: bool,
+           workers: int) -> dict[str, list[int]]:
     for folder in ("images", "annotations"):
         for split in ADE20K_SPLITS.values():
             (root / folder / split).mkdir(parents=True, exist_ok=True)
     load_textures()  # before forking: the workers inherit them
     chunk = 50
-    tasks = [(str(root), split, start, min(start + chunk, count), seed, size)
+    tasks = [(str(root), split, start, min(start + chunk, count), seed, size, position_free)
              for split, count in (("train", train), ("val", val)) for start in range(0, count, chunk)]
     context = None
     if workers > 1 and len(tasks) > 1 and "fork" in multiprocessing.get_all_start_methods():
@@ -162,11 +169,14 @@ def _swap(new: Path, root: Path) -> None:
 
 
 def generate_scenes(out_dir: str | Path, train: int = 2000, val: int = 200, seed: int = 0,
-                    size: tuple[int, int] = (128, 128), *, workers: int | None = None, force: bool = False) -> Path:
+                    size: tuple[int, int] = (128, 128), position_free: bool = False, *, workers: int | None = None,
+                    force: bool = False) -> Path:
     """Generate the scenes dataset into ``out_dir`` (the dataset root) and return its path.
 
     ``train`` images of ``size`` (H, W) and ``val`` images of varied sizes, all from
-    ``seed``. A complete dataset of the same parameters already there is reused as is
+    ``seed``. ``position_free``: every scene is turned upside down with probability 1/2
+    (decided by its own seed), so that where a class is in the image says nothing about
+    it (sky as likely below as above): the control of ``study rope``. A complete dataset of the same parameters already there is reused as is
     (``force=True`` regenerates). Otherwise the dataset is written into a temporary
     directory beside ``out_dir`` and renamed into place, replacing an outdated or
     incomplete one; a directory holding anything else is refused (``FileExistsError``).
@@ -174,7 +184,7 @@ def generate_scenes(out_dir: str | Path, train: int = 2000, val: int = 200, seed
     """
     size = _check_args(train, val, size)
     root = Path(out_dir).expanduser().absolute()
-    if not force and scenes_ready(root, train, val, seed, size):
+    if not force and scenes_ready(root, train, val, seed, size, position_free):
         log.debug("scenes: reusing %s", root)
         return root
     if not _ours(root):
@@ -186,11 +196,11 @@ def generate_scenes(out_dir: str | Path, train: int = 2000, val: int = 200, seed
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
     try:
-        pixels = _write(tmp, train, val, seed, size, workers)
+        pixels = _write(tmp, train, val, seed, size, position_free, workers)
         (tmp / "classes.txt").write_text("".join(f"{name}\n" for name in SCENE_CLASSES), encoding="utf-8")
         meta = {
             "name": "segformer-lab scenes",
-            "params": _params(train, val, seed, size),
+            "params": _params(train, val, seed, size, position_free),
             "layout": "ade20k",
             "reduce_zero_label": True,
             "classes": list(SCENE_CLASSES),

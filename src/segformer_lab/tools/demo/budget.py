@@ -1,10 +1,13 @@
 """The demo's plan: how many training steps each run gets so that the whole demo fits
 ``--budget`` minutes on this machine, and with how many threads.
 
-The costs are calibrated on the real thing. A few training steps of the first model run
+The costs are calibrated on the real thing. A few training steps of every model run
 through the engine's own ``train`` (the Lightning loop: data loading, the fused loss,
-backward, AdamW, callbacks, logging), once per candidate thread count, and a few
-validation images are scored with the engine's ``evaluate``. Timing a bare
+backward, AdamW, callbacks, logging) — the first model once per candidate thread count,
+the others with the count chosen: their steps differ (mixed RoPE and BoostFormer-B0 train
+35-37% slower per step than B0 here, and a plan on B0's step alone overshot a 24-minute
+budget by a third) — and a few validation images are scored with the engine's
+``evaluate``. Timing a bare
 forward/backward/AdamW step instead misses the loop's per-step costs: a plan built on
 it overshoots (about 2m10s of training per model where 1m30s were planned).
 The plan is kept in ``OUT/plan.json``, so that a rerun trains with the same recipe.
@@ -18,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from lightning.pytorch.profilers import Profiler
@@ -38,18 +41,24 @@ PLAN_FRACTION = 0.85  # of --budget, planned for: the rest absorbs a machine tha
 PLAN_FILE = "plan.json"
 CALIBRATION_STEPS, CALIBRATION_WARMUP = 12, 2  # training steps per calibration run; the first ones untimed
 CALIBRATION_IMAGES = 6  # validation images scored to time evaluation
-STEP_MARGIN = 1.05  # the other variants train a little slower than the one timed; periodic checkpoints
+STEP_MARGIN = 1.03  # periodic checkpoints, validations' data loading
 
 
 @dataclass
 class Costs:
     """Seconds, measured on this machine by ``calibrate``."""
 
-    step: float  # one step of the training loop (data, forward, loss, backward, AdamW, callbacks, logging)
+    steps: dict[str, float]  # per run kind: one step of the training loop (data, forward, loss, backward,
+    # AdamW, callbacks, logging)
     forward: float  # scoring one validation image at the training size (loading, forward, metrics)
     forward2x: float  # ... and again at twice the size
     forward_profile: float  # one forward at PROFILE_SIZE x PROFILE_SIZE (extrapolated from forward2x)
     run_overhead: float = 3.0  # a run's training beyond its steps: set-up, warm-up, final checkpoint
+
+    def scoring(self, multiples: Sequence[int]) -> float:
+        """Seconds per validation image scored at these multiples of the training size:
+        1x and 2x as measured, larger ones extrapolated from 2x by their area."""
+        return sum(self.forward if m == 1 else self.forward2x * m * m / 4 for m in multiples)
 
 
 class StepClock(Profiler):
@@ -114,14 +123,14 @@ def _time_scoring(model: Any, eval_set: Any, device: str) -> tuple[float, float]
     return seconds[1], max(0.0, seconds[2] - seconds[1])
 
 
-def calibrate(config: dict[str, Any], model_name: str, eval_set: Any, device: str,
+def calibrate(configs: Mapping[str, dict[str, Any]], eval_set: Any, device: str,
               thread_options: Sequence[int]) -> tuple[Costs, int]:
-    """The costs of ``model_name``'s runs under ``config``: its training loop timed with
-    each thread count of ``thread_options``, keeping the fastest (on a machine that other
-    jobs share, one thread often beats all cores: threads wait for each other), then
-    scoring on ``eval_set`` timed with that count."""
-    config = copy.deepcopy(config)
-    config["model"]["name"] = model_name
+    """The costs of the runs of ``configs`` (run kind -> its recipe): the first one's
+    training loop timed with each thread count of ``thread_options``, keeping the fastest
+    (on a machine that other jobs share, one thread often beats all cores: threads wait
+    for each other), every other one's with that count, then scoring on ``eval_set``
+    (with the first kind's model) timed with that count."""
+    (first, config), *others = configs.items()
     best: tuple[float, float, int, Any] | None = None
     for threads in dict.fromkeys(thread_options):
         with torch_threads(threads):
@@ -129,43 +138,75 @@ def calibrate(config: dict[str, Any], model_name: str, eval_set: Any, device: st
         if best is None or step < best[0]:
             best = (step, overhead, threads, model)
     step, overhead, threads, model = best
+    steps = {first: step}
     with torch_threads(threads):
+        for kind, other in others:
+            steps[kind] = _time_training(other)[0]
         forward, forward2x = _time_scoring(model, eval_set, device)
     profile = forward2x * PROFILE_SIZE**2 / (2 * IMAGE_SIZE * 3 * IMAGE_SIZE)  # the images are about 3:2
-    return Costs(step, forward, forward2x, profile, overhead), threads
+    return Costs(steps, forward, forward2x, profile, overhead), threads
 
 
-def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: int, models: int, val_images: int,
-               bench_rounds: int) -> tuple[int, dict[str, float]]:
-    """Training steps per run so that the whole demo fits ``budget_s``; and the estimate.
-    The plan aims at ``PLAN_FRACTION`` of the budget (the machine may get busier after the
-    calibration: other jobs slowed whole demos on a shared machine by up to 1.5x) and gives
-    the steps a margin (``STEP_MARGIN``)."""
-    step = STEP_MARGIN * costs.step
+def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: Mapping[str, int], val_images: int,
+               multiples: Sequence[int], fixed_s: float) -> tuple[int, dict[str, float]]:
+    """Training steps per run so that the whole job fits ``budget_s``; and the estimate.
+    ``runs``: how many runs of each kind of ``costs.steps`` (each kind at its own step
+    cost); every run is validated ``VAL_POINTS`` times at the training size during
+    training and scored at ``multiples`` of it at the end; ``fixed_s``: what the job
+    spends besides its runs. The plan aims at ``PLAN_FRACTION`` of the budget (the machine
+    may get busier after the calibration: other jobs slowed whole demos on a shared
+    machine by up to 1.5x) and gives the steps a margin (``STEP_MARGIN``)."""
+    count = sum(runs.values())
+    step = STEP_MARGIN * sum(n * costs.steps[kind] for kind, n in runs.items())  # one step of every run
     per_run = (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the final weights
                + VAL_POINTS * val_images * costs.forward  # validations during training
-               + val_images * (costs.forward + costs.forward2x))  # the final scoring
-    fixed = (models * bench_rounds * costs.forward_profile * 1.2  # latency
-             + 5.0 + 1.0 * models  # profile (fake tensors), plots, report
-             + 4 * models * costs.forward2x)  # prediction grid
-    left = PLAN_FRACTION * budget_s - elapsed_s - runs * per_run - fixed
-    steps = int(left / (runs * step)) if left > 0 else 0
+               + val_images * costs.scoring(multiples))  # the final scoring
+    left = PLAN_FRACTION * budget_s - elapsed_s - count * per_run - fixed_s
+    steps = int(left / step) if left > 0 else 0
     steps = max(MIN_STEPS, steps - steps % VAL_POINTS)
-    estimate = {"train_s_per_run": steps * step, "eval_s_per_run": per_run, "fixed_s": fixed,
-                "total_s": elapsed_s + runs * (per_run + steps * step) + fixed}
+    estimate = {"train_s": steps * step, "eval_s_per_run": per_run, "fixed_s": fixed_s,
+                "total_s": elapsed_s + count * per_run + steps * step + fixed_s}
     return steps, estimate
 
 
-def make_plan(out: Path, base: dict[str, Any], models: list[str], runs: int, eval_set: Any, bench_rounds: int,
-              clock: float, steps: int | None = None, budget: float | None = None,
-              threads: int | None = None) -> tuple[dict[str, Any], int, str]:
+def demo_fixed_s(costs: Costs, models: int, bench_rounds: int) -> float:
+    """What the demo spends besides its runs: latency, profile, plots, report, predictions."""
+    return (models * bench_rounds * costs.forward_profile * 1.2  # latency
+            + 5.0 + 1.0 * models  # profile (fake tensors), plots, report
+            + 4 * models * costs.forward2x)  # prediction grid
+
+
+def step_costs(costs: Costs) -> str:
+    """``0.14 s (segformer_b0), 0.19 s (boostformer_b0)``: each kind's measured step."""
+    return ", ".join(f"{s:.2f} s ({kind})" for kind, s in costs.steps.items())
+
+
+@dataclass
+class Job:
+    """What a plan is for: the recipe, each kind of run with its recipe (kind -> config:
+    the models of the demo, the variants of a study) and how many runs of it, the
+    multiples of the training size every run is scored at, and what the job spends
+    besides its runs, given the measured costs."""
+
+    base: dict[str, Any]
+    kinds: dict[str, dict[str, Any]]
+    runs: dict[str, int]
+    multiples: tuple[int, ...]
+    fixed_s: Callable[[Costs], float]
+
+
+def make_plan(out: Path, job: Job, eval_set: Any, clock: float, steps: int | None = None,
+              budget: float | None = None, threads: int | None = None,
+              default_budget: float = DEFAULT_BUDGET_MIN) -> tuple[dict[str, Any], int, str]:
     """The recipe with its training steps, the thread count, and a line saying how they
-    were chosen: ``steps`` given, kept from an earlier run of this demo in ``out`` (same
-    recipe, steps and budget), or fitted to ``budget`` minutes (``DEFAULT_BUDGET_MIN``)
-    counted from ``clock`` (``time.perf_counter`` when the demo started). ``threads``
-    given, else the fastest of one and all cores."""
+    were chosen: ``steps`` given, kept from an earlier plan in ``out`` (same recipe, steps
+    and budget), or fitted to ``budget`` minutes (default ``default_budget``) counted from
+    ``clock`` (``time.perf_counter`` when the job started), every kind of run timed.
+    ``threads`` given, else the fastest of one and all cores."""
+    base = job.base
     kept = read_json(out / PLAN_FILE)
     if (kept and recipe_key(kept.get("recipe", {})) == recipe_key(base)
+            and kept.get("runs") == job.runs
             and (steps is None or steps == kept.get("steps"))
             and (budget is None or budget == kept.get("budget_min"))):
         chosen = threads or int(kept.get("threads") or torch.get_num_threads())
@@ -175,15 +216,15 @@ def make_plan(out: Path, base: dict[str, Any], models: list[str], runs: int, eva
     if steps is not None:
         chosen, note, extra = threads or torch.get_num_threads(), "given", {}
     else:
-        minutes = DEFAULT_BUDGET_MIN if budget is None else budget
-        costs, chosen = calibrate(base, models[0], eval_set, device_of(base), options)
-        steps, estimate = plan_steps(costs, minutes * 60, time.perf_counter() - clock, runs, len(models),
-                                     len(eval_set), bench_rounds)
-        note = (f"fitted to a {minutes:g}-minute budget: {costs.step:.2f} s per training step with {chosen} "
+        minutes = default_budget if budget is None else budget
+        costs, chosen = calibrate(job.kinds, eval_set, device_of(base), options)
+        steps, estimate = plan_steps(costs, minutes * 60, time.perf_counter() - clock, job.runs, len(eval_set),
+                                     job.multiples, job.fixed_s(costs))
+        note = (f"fitted to a {minutes:g}-minute budget: {step_costs(costs)} per training step with {chosen} "
                 f"thread{'s' if chosen > 1 else ''} (fastest of {', '.join(map(str, options))}), "
                 f"expected total {duration(estimate['total_s'])}")
         extra = {"costs": costs.__dict__, "estimate": estimate}
     config = set_steps(base, steps)
-    write_json(out / PLAN_FILE, {"steps": config["trainer"]["max_steps"], "budget_min": budget,
+    write_json(out / PLAN_FILE, {"steps": config["trainer"]["max_steps"], "budget_min": budget, "runs": job.runs,
                                  "threads": chosen, "recipe": base, "how": note, **extra})
     return config, chosen, f"{config['trainer']['max_steps']} steps per run, {note}"

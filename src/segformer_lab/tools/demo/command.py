@@ -21,7 +21,7 @@ from ..._io import write_json
 from ...data import build_dataset
 from ...engine import load_for_eval
 from ...models import get_config
-from .budget import DEFAULT_BUDGET_MIN, PLAN_FRACTION, make_plan, usable_cores
+from .budget import DEFAULT_BUDGET_MIN, PLAN_FRACTION, Job, demo_fixed_s, make_plan, usable_cores
 from .dataset import (DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, IMAGE_SIZE, dataset_meta, majority_baseline,
                       prepare_dataset, spread_indices)
 from .formatting import duration, mean_std, pm
@@ -97,8 +97,10 @@ def run_stages(args: argparse.Namespace, out: Path, models: list[str], clock: fl
     device = device_of(base)
     eval_set = build_dataset("ade20k", root, base["data"]["val_split"], transforms="none", num_classes=num_classes)
     latency_rounds = 1 + args.latency_repeats if args.latency_repeats > 0 else 0
-    config, threads, plan_note = make_plan(out, base, models, runs_total, eval_set, latency_rounds, clock,
-                                           steps=args.steps, budget=args.budget, threads=args.threads)
+    job = Job(base, {m: {**base, "model": {**base["model"], "name": m}} for m in models},
+              {m: args.seeds for m in models}, (1, 2), lambda costs: demo_fixed_s(costs, len(models), latency_rounds))
+    config, threads, plan_note = make_plan(out, job, eval_set, clock, steps=args.steps, budget=args.budget,
+                                           threads=args.threads)
     torch.set_num_threads(threads)
     print(f"plan: {plan_note}", flush=True)
 
