@@ -27,6 +27,7 @@ COMMANDS = {
     "export": ("export", "export a model to ONNX (checked with onnxruntime)"),
     "predict": ("predict", "predict label maps (and colour overlays) for images"),
     "demo": ("demo", "the main job: train and compare SegFormer variants on an embedded dataset, with a report"),
+    "study": ("study", "paired-seed studies with confidence intervals: study rope (RoPE in SegFormer, with a control)"),
 }
 
 

@@ -27,13 +27,13 @@ def spread_indices(count: int, length: int) -> list[int]:
     return sorted({round(i * (length - 1) / max(1, count - 1)) for i in range(count)})
 
 
-def prepare_dataset(root: Path, train: int, val: int) -> tuple[Path, bool, float]:
-    """The scenes dataset in ``root`` (generated unless already there): its root, whether
-    it was reused, and the seconds it took."""
+def prepare_dataset(root: Path, train: int, val: int, position_free: bool = False) -> tuple[Path, bool, float]:
+    """The scenes dataset in ``root`` (generated unless already there; ``position_free``:
+    half of the scenes upside down): its root, whether it was reused, and the seconds it took."""
     size = (IMAGE_SIZE, IMAGE_SIZE)
     start = time.perf_counter()
-    reused = scenes_ready(root, train, val, DATA_SEED, size)
-    root = generate_scenes(root, train, val, DATA_SEED, size)
+    reused = scenes_ready(root, train, val, DATA_SEED, size, position_free)
+    root = generate_scenes(root, train, val, DATA_SEED, size, position_free)
     return root, reused, time.perf_counter() - start
 
 

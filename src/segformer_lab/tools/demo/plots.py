@@ -20,7 +20,7 @@ from .measure import PROFILE_SIZE
 from .report import Summary
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -36,9 +36,9 @@ def _colours(models: Sequence[str]) -> dict[str, Any]:
     return {model: cmap(i % 10) for i, model in enumerate(models)}
 
 
-def _save(fig, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+def save_figure(fig, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
     """``fig`` laid out (inside ``rect``, figure fractions) and written atomically to ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig.tight_layout(rect=rect)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -48,7 +48,7 @@ def _save(fig, path: Path, rect: tuple[float, float, float, float] | None = None
 
 
 def plot_miou_vs_gmacs(summary: Summary, colours: dict[str, Any], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for model in summary.models:
         mean, std = mean_std(summary.values(model, "mIoU"))
@@ -61,13 +61,13 @@ def plot_miou_vs_gmacs(summary: Summary, colours: dict[str, Any], path: Path) ->
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(summary: Summary, colours: dict[str, Any], path: Path) -> Path:
     """Training loss and validation mIoU against the step: the mean over seeds at the
     steps all seeds logged, with the spread when there are several."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for model in summary.models:
         for key, ax in (("train/loss", left), ("val/mIoU", right)):
@@ -97,11 +97,11 @@ def plot_training_curves(summary: Summary, colours: dict[str, Any], path: Path) 
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_miou_vs_size(summary: Summary, colours: dict[str, Any], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     s0, s1 = summary.sizes[0], summary.sizes[-1]
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for model in summary.models:
@@ -118,7 +118,7 @@ def plot_miou_vs_size(summary: Summary, colours: dict[str, Any], path: Path) -> 
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def predictions(models: dict[str, Any], val_set, indices: Sequence[int], size: int, device: str) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def prediction_grid(grid: dict[str, Any], summary: Summary, path: Path) -> Path:
     """One row per image of ``grid`` (``predictions``): input, ground truth, each model;
     the legend names the classes as the models do (the dataset's names for models from
     runs that stored none)."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     classes, colours = grid["classes"] or summary.classes, grid["palette"] or summary.palette
@@ -166,7 +166,7 @@ def prediction_grid(grid: dict[str, Any], summary: Summary, path: Path) -> Path:
     handles = [Patch(color=np.array(colours[i]) / 255, label=name) for i, name in enumerate(classes)]
     handles.append(Patch(color="black", label="unlabelled"))
     fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=7, frameon=False)
-    return _save(fig, path, rect=(0, 0.07, 1, 1))
+    return save_figure(fig, path, rect=(0, 0.07, 1, 1))
 
 
 def make_plots(summary: Summary, out: Path, grid: dict[str, Any] | None) -> dict[str, Path]:

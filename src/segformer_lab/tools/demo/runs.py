@@ -93,12 +93,20 @@ def read_curve(run_dir: Path) -> dict[str, list[list[float]]]:
     return {key: sorted([step, value] for step, value in points.items()) for key, points in curves.items()}
 
 
+def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The result of the run in ``run_dir`` if it finished with this recipe, else None."""
+    result = read_json(run_dir / RESULT_FILE)
+    if result is not None and recipe_key(result.get("config", {})) == recipe_key(config):
+        return result
+    return None
+
+
 def run_variant(config: dict[str, Any], run_dir: Path, eval_set, sizes: Sequence[int], device: str,
                 progress: bool) -> RunOutcome:
     """Train (or resume) and score one run; reuse it when already finished with this recipe."""
     started = time.perf_counter()
-    result = read_json(run_dir / RESULT_FILE)
-    if result is not None and recipe_key(result.get("config", {})) == recipe_key(config):
+    result = finished_result(run_dir, config)
+    if result is not None:
         return RunOutcome(result, "reused", 0.0)
     if run_dir.exists():  # a run of another recipe, or unfinished: can it go on?
         previous = None
