@@ -11,7 +11,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning.pytorch  # noqa: F401  (it sets its loggers' level on import: quiet_lightning comes after)
 import torch
@@ -183,11 +183,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.steps is not None and args.steps < VAL_POINTS:
         raise ValueError(f"--steps must be >= {VAL_POINTS}, got {args.steps}")
-    out = Path(args.out)
+    return resumable(Path(args.out), lambda out: run_stages(args, out, models, clock))
+
+
+def resumable(out: Path, stages: Callable[[Path], int]) -> int:
+    """``stages(out)`` under the lock on ``out`` (created); interrupted, one line says how to
+    go on (the same command again: finished runs are reused, the unfinished one resumes)."""
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out):
         try:
-            return run_stages(args, out, models, clock)
+            return stages(out)
         except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
             print(f"\ninterrupted: run the same command again to continue (finished runs are kept, the "
                   f"unfinished one resumes from its last checkpoint in {out / 'runs'})", flush=True)

@@ -24,7 +24,7 @@ import torch
 from ..._io import write_json
 from ...data import build_dataset
 from ..demo.budget import Job, make_plan, usable_cores
-from ..demo.command import Stages, exclusive, quiet_lightning
+from ..demo.command import Stages, quiet_lightning, resumable
 from ..demo.dataset import IMAGE_SIZE, dataset_meta, prepare_dataset
 from ..demo.recipe import VAL_POINTS, device_of, load_recipe
 from ..demo.runs import finished_result, run_variant
@@ -147,15 +147,7 @@ def run_study(args: argparse.Namespace, out: Path, clock: float) -> int:
 
 def run(args: argparse.Namespace) -> int:
     clock = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with exclusive(out):
-        try:
-            return run_study(args, out, clock)
-        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
-            print(f"\ninterrupted: run the same command again to continue (finished runs are kept, the "
-                  f"unfinished one resumes from its last checkpoint in {out / 'runs'})", flush=True)
-            raise
+    return resumable(Path(args.out), lambda out: run_study(args, out, clock))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
