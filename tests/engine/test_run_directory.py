@@ -148,14 +148,14 @@ def test_sigterm_stops_at_a_safe_point_that_resumes_exactly(experiment, finished
     assert "Traceback" not in stderr.decode() and len(lines) == 1, stderr.decode()[-2000:]
     step = checkpoint_state(run_dir / "checkpoints/last.ckpt")["global_step"]
     assert 1 <= step < 8
-    assert lines[0] == (f"segformer-lab train: stopped by SIGTERM at step {step}; the run in {run_dir} is saved at step "
-                        f"{step} ({run_dir / 'checkpoints/last.ckpt'}): continue it with segformer-lab train --resume "
-                        f"{run_dir}")
+    assert lines[0] == (f"segformer-lab train: stopped by SIGTERM at step {step}; the run in {run_dir} is saved at "
+                        f"step {step} ({run_dir / 'checkpoints/last.ckpt'}): continue it with segformer-lab train "
+                        f"--resume {run_dir}")
     assert not (run_dir / ".lock").exists()
 
     assert cli.main(["train", "--resume", str(run_dir)]) == 0
-    resumed, full = checkpoint_state(run_dir / "checkpoints/last.ckpt"), checkpoint_state(finished_run /
-                                                                                          "checkpoints/last.ckpt")
+    resumed = checkpoint_state(run_dir / "checkpoints/last.ckpt")
+    full = checkpoint_state(finished_run / "checkpoints/last.ckpt")
     assert resumed["global_step"] == 8
     for key, value in full["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), f"{key} differs after stopping at step {step}"
