@@ -84,7 +84,7 @@ def own_run_directory(run_dir: Path, resume: bool = False, overwrite: bool = Fal
             (run_dir / LOCK_FILE).unlink(missing_ok=True)  # before the release: a waiting process sees it busy
             handle.close()  # releases the lock
     finally:
-        if created and not any(run_dir.iterdir()):
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()
 
 
