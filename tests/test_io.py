@@ -4,6 +4,8 @@ safetensors' and Python's reports of it; a real tmpfs where one can be mounted).
 from __future__ import annotations
 
 import errno
+import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from segformer_lab._io import DiskFullError, atomic_write
+from segformer_lab._io import DiskFullError, atomic_write, umask
 
 
 def _refused(error: Exception):
@@ -70,3 +72,25 @@ def test_a_real_full_disk(tiny_disk, writer):
     with pytest.raises(DiskFullError, match=f"^no space left on {tiny_disk} while writing {path};"):
         atomic_write(path, write)
     assert path.read_bytes() == b"previous" and list(tiny_disk.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("writer", ["safetensors", "text"])
+def test_written_files_get_the_umask_or_keep_the_replaced_files_mode(tmp_path, writer):
+    """safetensors writes its file 0600: the project's files get the user's umask, like any
+    other file, and a file replaced keeps its mode."""
+    def write(tmp: Path) -> None:
+        if writer == "safetensors":
+            save_file({"w": torch.zeros(2)}, str(tmp))
+        else:
+            tmp.write_text("x")
+
+    previous = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "new", write)
+        assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o640
+        (tmp_path / "new").chmod(0o604)
+        atomic_write(tmp_path / "new", write)
+        assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o604
+    finally:
+        os.umask(previous)
+    assert umask() == previous

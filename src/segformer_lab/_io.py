@@ -54,14 +54,40 @@ def is_temporary(path: Path) -> bool:
     return TEMPORARY.fullmatch(path.name) is not None and path.is_file()
 
 
+def umask() -> int:
+    """The process's umask: read from Linux's ``/proc`` (which leaves it alone), elsewhere set
+    and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions ``path`` gets: those of the file it replaces, else a new file's under the
+    umask (0644 for umask 022), as an in-place write would give it."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~umask()
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``,
-    so a reader never sees a half-written file and an interrupted write loses nothing. A
-    full disk raises ``DiskFullError`` naming the file system and ``path``."""
+    so a reader never sees a half-written file and an interrupted write loses nothing. The
+    file gets the user's usual permissions whatever the writer gave its temporary file
+    (safetensors writes 0600): ``_mode_for``. A full disk raises ``DiskFullError`` naming
+    the file system and ``path``."""
     path = Path(path)
     tmp = temporary_path(path)
     try:
         write(tmp)
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except Exception as error:
         if disk_full(error):

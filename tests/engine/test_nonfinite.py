@@ -138,3 +138,17 @@ def test_float16_loss_scaling_skips_overflowing_steps_without_stopping(experimen
     trainer.fit(build_module(config, model), SegmentationDataModule.from_config(config["data"], num_classes=3))
     assert trainer.global_step == 3 and scaler.get_scale() < 2.0 ** 16  # it did skip a step
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_run_that_exploded_before_any_checkpoint_is_replaced_not_resumed(experiment, tmp_path, capsys):
+    """With no checkpoint there is nothing to resume: a new run into its directory says to
+    use --overwrite (which then works), not --resume."""
+    run_dir = tmp_path / "run"
+    no_checkpoints = ["--set", "checkpoint.every_n_train_steps=null"]
+    assert cli.main(["train", str(experiment), "--out", str(run_dir), "--set", "optim.lr=1e10", *no_checkpoints]) == 1
+    assert "No checkpoint was written before it" in error_line(capsys)
+    assert not (run_dir / "checkpoints" / "last.ckpt").exists() and (run_dir / "config.yaml").is_file()
+    assert cli.main(["train", str(experiment), "--out", str(run_dir), *no_checkpoints]) == 2
+    line = error_line(capsys)
+    assert "left no checkpoint to resume" in line and "--overwrite" in line and "--resume" not in line
+    assert cli.main(["train", str(experiment), "--out", str(run_dir), "--overwrite", *no_checkpoints]) == 0

@@ -183,3 +183,30 @@ def test_a_malicious_pth_is_refused_and_runs_nothing(tmp_path, capsys):
     assert "refusing to load" in capsys.readouterr().err
     assert not marker.exists()
     assert not (tmp_path / "out").exists() and not (tmp_path / "evil.onnx").exists()
+
+
+def test_cli_replaces_only_its_own_outputs_unless_told(checkpoint, tmp_path, capsys):
+    """Predicting photos/*.jpg into photos/ would write photos/a.png over a different photo:
+    refused, naming it, before anything is written; --overwrite replaces it; a rerun then
+    replaces its own outputs (label maps, overlays, confidence maps) without being told."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(random_image(40, 48, 1)).save(photos / "a.jpg")
+    Image.fromarray(random_image(40, 48, 2)).save(photos / "b.jpg")
+    Image.fromarray(random_image(30, 30, 3)).save(photos / "a.png")  # another photo, not an input
+    photo = (photos / "a.png").read_bytes()
+    argv = ["predict", str(checkpoint), str(photos / "*.jpg"), "--out", str(photos)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{photos / 'a.png'} exists and segformer-lab predict did not write it" in err
+    assert (photos / "a.png").read_bytes() == photo and sorted(p.name for p in photos.iterdir()) == [
+        "a.jpg", "a.png", "b.jpg"]  # fmt: skip
+    assert main([*argv, "--overwrite"]) == 0
+    assert Image.open(photos / "a.png").mode == "P"  # a label map now
+    assert main(argv) == 0  # its own outputs: replaced again
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert main(["predict", str(checkpoint), str(photos / "a.jpg"), "--out", str(out), "--overlay",
+                     "--confidence"]) == 0  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.png", "a_confidence.png", "a_confidence_overlay.jpg", "a_overlay.jpg"]  # fmt: skip

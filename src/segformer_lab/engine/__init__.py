@@ -6,6 +6,7 @@ Inference itself (whole / sliding window / TTA) is ``segformer_lab.inference``, 
 knows nothing of Lightning.
 """
 
+from .callbacks import TrainingStopped
 from .classification import ClassificationTask
 from .datamodule import EpochSampler, ResumableLoader, SegmentationDataModule
 from .evaluation import evaluate, load_for_eval
@@ -17,7 +18,7 @@ from .optim import OptimConfig, WarmupDecay, build_optimizer, build_scheduler, p
 __all__ = [
     "DEFAULTS", "ClassificationTask", "EpochSampler", "NonFiniteLossError", "OptimConfig",
     "ResumableLoader", "SegmentationDataModule", "SegmentationMetrics", "SegmentationTask",
-    "TrainingTask", "WarmupDecay", "build_model", "build_module", "build_optimizer",
+    "TrainingTask", "TrainingStopped", "WarmupDecay", "build_model", "build_module", "build_optimizer",
     "build_scheduler", "build_trainer", "confusion_matrix", "evaluate", "load_for_eval", "most_confused",
     "param_groups", "resolve_config", "scores", "train",
 ]

@@ -11,6 +11,7 @@ shards the set without padding, so every image is scored exactly once under DDP.
 
 from __future__ import annotations
 
+import signal
 from typing import Any, Iterator
 
 import lightning.pytorch as L
@@ -80,6 +81,13 @@ class ResumableLoader(DataLoader):
         self._resume = dict(state)
 
 
+def _ignore_sigterm(worker_id: int) -> None:
+    """A loader worker ignores SIGTERM: a scheduler that stops the run signals the whole
+    process group (systemd, Slurm), and the training process stops at a safe point and
+    ends its workers itself; a worker killed first would fail the run instead."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class SegmentationDataModule(L.LightningDataModule):
     """Loaders over given datasets: segmentation samples or classification ones (an int
     ``label``; ``data.collate`` batches either). ``batch_size`` is the global batch of one
@@ -107,7 +115,7 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def _loader_args(self, batch_size: int) -> dict[str, Any]:
         return {"batch_size": batch_size, "num_workers": self.num_workers, "collate_fn": collate,
-                "pin_memory": torch.cuda.is_available()}
+                "pin_memory": torch.cuda.is_available(), "worker_init_fn": _ignore_sigterm}
 
     def per_device_batch_size(self) -> int:
         share = self.trainer.world_size * self.trainer.accumulate_grad_batches if self.trainer else 1

@@ -12,7 +12,9 @@ via ``save_pretrained``; the config names the classes and colours as the trainin
 dataset does: ``id2label``, ``palette``),
 ``checkpoints/`` (Lightning's ``last.ckpt`` and ``best-*.ckpt``, for resuming) and
 ``logs/{csv,tensorboard}/version_N/`` (one version per training session; TensorBoard
-when installed), and ``.lock`` (its owner: see ``rundir``).
+when installed), ``.segformer-lab-run`` (the marker: a run wrote this directory) and,
+while it trains, ``.lock`` (its owner: see ``rundir``, which also says what
+``overwrite`` removes).
 """
 
 from __future__ import annotations
@@ -32,17 +34,34 @@ import lightning.pytorch as L
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
 from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig
 from ..models.labels import placeholders
-from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
+from .callbacks import (
+    AtomicCheckpointIO,
+    BestCheckpoint,
+    LastCheckpoint,
+    RestoreDataPosition,
+    Throughput,
+    TrainingStopped,
+)
 from .classification import ClassificationTask
 from .datamodule import SegmentationDataModule
 from .module import SegmentationTask
 from .optim import OptimConfig
 from .resume import check_checkpoint, check_resume
-from .rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, WriteConfig, own_run_directory
+from .rundir import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    LOGS_DIR,
+    StartRun,
+    own_run_directory,
+    remove_run,
+)
 
 SEGMENTATION, CLASSIFICATION = "segmentation", "classification"
 MONITORS = {SEGMENTATION: "val/mIoU", CLASSIFICATION: "val/top1"}  # what the best checkpoint maximises
@@ -245,29 +264,30 @@ def build_module(config: dict[str, Any], model: SegmentationModel | ImageClassif
     return SegmentationTask(model, optim, config["val"])
 
 
-def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, resume: bool = False,
+def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, replace: bool = False,
                   **trainer_overrides: Any) -> L.Trainer:
     """A Trainer for ``config["trainer"]`` writing into ``run_dir``, with the run's
     checkpoints (best by the task's score, mIoU or top-1, mirrored to ``run_dir`` as
-    weights; last), loggers, throughput and learning-rate logging, and ``config.yaml``
-    written when training starts (``resume``: after the config's optimiser settings are
-    put over the restored ones)."""
+    weights; last), throughput and learning-rate logging, and, once training starts
+    (``StartRun``), the earlier run's files removed (``replace``), the run marker, the
+    config (a resumed run's, after the config's optimiser settings are put over the
+    restored ones) and the loggers."""
     checkpoints = run_dir / CHECKPOINT_DIR
-    best = BestCheckpoint(run_dir, dirpath=checkpoints, filename="best-e{epoch:03d}-s{step:06d}",
+    best = BestCheckpoint(run_dir, dirpath=checkpoints, filename=BEST_CHECKPOINT,
                           auto_insert_metric_name=False, monitor=MONITORS[config["task"]], mode="max", save_top_k=1)
+    loggers = [CSVLogger(run_dir / LOGS_DIR, name="csv")]  # a new version_N per (resumed) session
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(TensorBoardLogger(run_dir / LOGS_DIR, name="tensorboard"))
     callbacks = [
+        StartRun(run_dir, config, loggers, replace),  # first: the loggers are there for the others' on_train_start
         *([best] if has_val else []),
         LastCheckpoint(checkpoints / LAST_CHECKPOINT, config["checkpoint"]["every_n_train_steps"]),
         RestoreDataPosition(),
         Throughput(),
         LearningRateMonitor(logging_interval="step"),
-        WriteConfig(run_dir, config),
     ]
-    loggers = [CSVLogger(run_dir / "logs", name="csv")]  # a new version_N per (resumed) session
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard"))
     kwargs = {**config["trainer"], **({} if has_val else {"limit_val_batches": 0}), **trainer_overrides}
-    return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],
+    return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=False, plugins=[AtomicCheckpointIO()],
                      use_distributed_sampler=False, **kwargs)
 
 
@@ -276,11 +296,14 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = Fal
           **trainer_overrides: Any) -> L.Trainer:
     """Train a resolved ``config`` into ``run_dir`` (``resume``: continue from its
     ``last.ckpt``, restoring weights, optimiser, schedule, step, data position and random
-    state; ``overwrite``: replace an earlier run's files there). ``datamodule`` replaces
-    the one the ``data`` section describes.
+    state; ``overwrite``: replace an earlier run's files there, when training starts).
+    ``datamodule`` replaces the one the ``data`` section describes.
 
     Nothing is written before the run's directory is owned (``rundir``) and, on resume,
-    the config is checked against the run's (``resume.check_resume``) and its checkpoint."""
+    the config is checked against the run's (``resume.check_resume``) and its checkpoint;
+    nothing but the lock before training starts (``rundir.StartRun``). A new run that
+    stops before its first step removes what it wrote. SIGTERM stops the run at the end of
+    an optimiser step, with ``last.ckpt`` written: ``TrainingStopped``."""
     run_dir = Path(run_dir)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     if resume:
@@ -291,15 +314,38 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = Fal
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = datamodule or SegmentationDataModule.from_config(config["data"], config["seed"],
                                                                   config["model"]["num_classes"])
-    trainer = build_trainer(config, run_dir, has_val=datamodule.val is not None, resume=resume, **trainer_overrides)
+    trainer = build_trainer(config, run_dir, has_val=datamodule.val is not None, replace=overwrite and not resume,
+                            **trainer_overrides)
+    start = next(c for c in trainer.callbacks if isinstance(c, StartRun))
     # under DDP, global rank 0 owns the directory for its run; the other ranks write nothing there
     with own_run_directory(run_dir, resume, overwrite) if trainer.is_global_zero else contextlib.nullcontext():
         model = build_model(config["model"], pretrained=not resume, task=config["task"])  # resuming restores them
         model.config = with_dataset_classes(model.config, datamodule.train)
         if resume:
             check_checkpoint(last, model.pretrained_config())
-        trainer.fit(build_module(config, model), datamodule=datamodule, ckpt_path=last if resume else None,
-                    weights_only=True)
+        try:
+            trainer.fit(build_module(config, model), datamodule=datamodule, ckpt_path=last if resume else None,
+                        weights_only=True)
+        except BaseException as err:
+            kept = resume or trainer.global_step > 0
+            if start.started and not kept:  # a start that trained nothing leaves nothing: it can run again
+                remove_run(run_dir)
+            if isinstance(err, SIGTERMException):
+                raise TrainingStopped(_stopped(trainer, run_dir, kept)) from None
+            raise
         if datamodule.val is None and trainer.is_global_zero:  # no best to mirror: keep the final weights
             model.save_pretrained(run_dir)
     return trainer
+
+
+def _stopped(trainer: L.Trainer, run_dir: Path, kept: bool) -> str:
+    """Where a run stopped by SIGTERM is and how to go on (``kept``: it was resumed or trained a step)."""
+    if not kept:
+        return ("stopped by SIGTERM before the first training step; nothing of the run was kept: run the same "
+                "command again")
+    last = next(c for c in trainer.callbacks if isinstance(c, LastCheckpoint))
+    saved, at = last.saved_step(), f"stopped by SIGTERM at step {trainer.global_step}"
+    if saved is None:  # during a validation, before any checkpoint
+        return f"{at}, before any checkpoint was written: {run_dir} cannot be resumed; start it again with --overwrite"
+    return f"{at}; the run in {run_dir} is saved at step {saved} ({last.path}): continue it with " \
+           f"segformer-lab train --resume {run_dir}"

@@ -10,6 +10,12 @@ names (the model's own, see ``Segmenter``), and with ``--confidence``
 (0..65535 = 0..1), and ``NAME_confidence_overlay.jpg|png``, its heat map over the image.
 Sizes are the input's. An input that cannot be read is reported and skipped; the others
 are still written, and the exit status is 1 if any failed.
+
+Every file predict writes says so in its metadata (``WRITER``: a PNG ``Software`` text
+chunk, a JPEG comment). An output that would replace an existing file without it (a
+photo, a mask of your own) is refused before anything is written, naming the file, unless
+``--overwrite``; a rerun into the same directory replaces its own outputs. An input is
+never replaced.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from .._io import atomic_write
 from ..data import IMAGE_SUFFIXES, DataError
@@ -40,6 +49,7 @@ from .options import add_onnx_arguments, onnx_options, positive_int
 log = logging.getLogger("segformer_lab")
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+WRITER = "segformer-lab predict"  # in every file predict writes: what it may replace without --overwrite
 
 
 @dataclass
@@ -140,9 +150,36 @@ def output_paths(path: Path, stem: str, out_dir: Path, overlay: bool, confidence
 
 
 def save_picture(picture, path: Path) -> None:
-    """A PIL image written atomically, as JPEG (quality 92) or PNG by ``path``'s suffix."""
-    options = {"format": "JPEG", "quality": 92} if path.suffix == ".jpg" else {"format": "PNG"}
+    """A PIL image written atomically, as JPEG (quality 92) or PNG by ``path``'s suffix,
+    marked as ``WRITER``'s (a JPEG comment, a PNG text chunk)."""
+    if path.suffix == ".jpg":
+        options = {"format": "JPEG", "quality": 92, "comment": WRITER}
+    else:
+        info = PngInfo()
+        info.add_text("Software", WRITER)
+        options = {"format": "PNG", "pnginfo": info}
     atomic_write(path, lambda p: picture.save(p, **options))
+
+
+def written_by_predict(path: Path) -> bool:
+    """Whether the file at ``path`` is one predict wrote (its ``WRITER`` mark)."""
+    try:
+        with Image.open(path) as image:
+            comment = image.info.get("comment", b"")  # a JPEG's, as bytes
+    except (OSError, ValueError):  # not an image at all
+        return False
+    text = comment.decode("utf-8", "replace") if isinstance(comment, bytes) else comment
+    return WRITER in (image.info.get("Software"), text)
+
+
+def check_replaced(targets: list[Path]) -> None:
+    """Refuse before anything is written when an output would replace a file predict did
+    not write, naming it (the first, and how many more)."""
+    foreign = [target for target in targets if os.path.lexists(target) and not written_by_predict(target)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more outputs)" if len(foreign) > 1 else ""
+        raise ValueError(f"{foreign[0]} exists and segformer-lab predict did not write it{more}: choose another --out "
+                         "directory, or give --overwrite to replace it")
 
 
 def predict_files(
@@ -154,9 +191,11 @@ def predict_files(
     batch: int = 1,
     echo=print,
     confidence: bool = False,
+    overwrite: bool = False,
 ) -> Summary:
     """Write label maps (and overlays, confidence maps) for every input into ``out_dir``;
-    returns what was written and what failed (with the reason)."""
+    returns what was written and what failed (with the reason). An existing file that
+    predict did not write is replaced only with ``overwrite`` (an input never)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
     if batch < 1:
@@ -177,6 +216,8 @@ def predict_files(
                 raise ValueError(f"{target} would be written for both {writers[target]} and {inputs[i].name}: "
                                  "rename one of them or predict them into separate --out directories")
             writers[target] = inputs[i].name
+    if not overwrite:
+        check_replaced(list(writers))
     out_dir.mkdir(parents=True, exist_ok=True)
 
     summary = Summary()
@@ -202,7 +243,7 @@ def predict_files(
             started = time.perf_counter()
             label_map, confidence_map = result if confidence else (result, None)
             paths = outputs[i]
-            atomic_write(paths["labels"], lambda p: segmenter.label_image(label_map).save(p, format="PNG"))
+            save_picture(segmenter.label_image(label_map), paths["labels"])
             if overlay:
                 save_picture(segmenter.overlay(rgb, label_map, alpha=alpha), paths["overlay"])
             if confidence:
@@ -228,6 +269,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "owner/name[@revision] (a local path wins), .onnx file, or registered model name")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, directories or glob patterns")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing files in --out that predict did not write (its own outputs, marked in "
+                   "their metadata, are replaced anyway; inputs never)")
     p.add_argument("--overlay", action="store_true", help="also write a colour overlay with a legend")
     p.add_argument("--confidence", action="store_true",
                    help="also write NAME_confidence.png (probability of the predicted class per pixel, 16-bit: "
@@ -270,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--class-names {args.class_names}: {e}") from None
     started = time.perf_counter()
     summary = predict_files(segmenter, args.inputs, args.out, args.overlay, args.alpha, args.batch,
-                            confidence=args.confidence)
+                            confidence=args.confidence, overwrite=args.overwrite)
     elapsed = time.perf_counter() - started
     for name, reason in summary.failed:
         print(f"segformer-lab {args.command}: {name}: {reason}", file=sys.stderr)

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..engine import NonFiniteLossError, resolve_config, train
+from ..engine import NonFiniteLossError, TrainingStopped, resolve_config, train
 from ..engine.rundir import CONFIG_FILE
 
 RUN_DIR_ENV = "SEGFORMER_LAB_RUN_DIR"  # lets DDP worker processes (re-launched with our argv) find the run
+STOPPED_BY_SIGTERM = 143  # the exit status of a process that SIGTERM ended (128 + 15), as a scheduler expects
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "optim.*, the trainer's length, logging and hardware, checkpoint.*, data.num_workers and "
                    "data.val_batch_size, nothing else")
     p.add_argument("--overwrite", action="store_true",
-                   help="start over in a run directory that holds an earlier run (its files are deleted first)")
+                   help="start over in a run directory that holds an earlier run: the files that run wrote are "
+                   "deleted when the new one starts training (nothing else; files no run wrote are never replaced)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,5 +59,8 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"segformer-lab train: error: {err}", file=sys.stderr)
         return 1
+    except TrainingStopped as err:
+        print(f"segformer-lab train: {err}", file=sys.stderr)
+        return STOPPED_BY_SIGTERM
     print(f"run directory: {run_dir}")
     return 0
