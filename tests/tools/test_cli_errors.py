@@ -1,0 +1,98 @@
+"""More of the user's mistakes and the machine's faults that must be one line naming the culprit
+(exit 2; ``-v`` for the traceback): a read-only file system on every command that writes.
+The tiny model, dataset and experiment are ``test_cli``'s ``bad`` fixture."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_cli import bad  # noqa: F401 - the fixture
+
+import segformer_lab as sl
+from segformer_lab import cli
+
+READ_ONLY = ": read-only file system (choose a path on a writable file system)"
+
+
+def one_error(capsys, command: str) -> str:
+    """The last line of stderr, checked to be the only ``segformer-lab`` line and no traceback."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("segformer-lab")]
+    assert errors == [err.splitlines()[-1]] and "Traceback" not in err, err
+    assert errors[0].startswith(f"segformer-lab {command}: error: ")
+    return errors[0]
+
+
+# ----------------------------------------------------------------------------- a read-only file system
+
+
+@pytest.fixture(scope="module")
+def read_only(tmp_path_factory):
+    """A read-only bind mount holding an empty folder ``existing`` (needs root and mount;
+    skipped elsewhere: ``test_a_simulated_read_only_file_system`` runs everywhere)."""
+    source = tmp_path_factory.mktemp("source")
+    (source / "existing").mkdir()
+    mount = tmp_path_factory.mktemp("read_only")
+    if subprocess.run(["mount", "--bind", str(source), str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount here")
+    if subprocess.run(["mount", "-o", "remount,ro,bind", str(mount)], capture_output=True).returncode:
+        subprocess.run(["umount", str(mount)], check=True)
+        pytest.skip("cannot remount read-only here")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+# (name, argv with {placeholders}, the path the line must name): {ro}/new is a folder a
+# command must create, {ro}/existing one it writes into
+WRITERS = [
+    ("export-onnx", "export {model} --onnx {ro}/new.onnx --no-check", "{ro}/new.onnx"),
+    ("export-transformers", "export {model} --transformers {ro}/new", "{ro}/new"),
+    ("export-transformers-existing", "export {model} --transformers {ro}/existing", "{ro}/existing/"),
+    ("predict-out", "predict {model} {image} --out {ro}/new", "{ro}/new"),
+    ("predict-out-existing", "predict {model} {image} --out {ro}/existing --overlay", "{ro}/existing/a"),
+    ("train-out", "train {experiment} --out {ro}/new", "{ro}/new"),
+    ("train-out-existing", "train {experiment} --out {ro}/existing", "{ro}/existing/"),
+    ("data-check-json", "data check folder:{data} --json {ro}/existing/check.json", "{ro}/existing/check.json"),
+    ("eval-json", "eval {model} --data folder:{data} --split train --json {ro}/eval.json", "{ro}/eval.json"),
+    ("eval-plots", "eval {model} --data folder:{data} --split train --plots {ro}/new", "{ro}/new"),
+    ("eval-plots-existing", "eval {model} --data folder:{data} --split train --plots {ro}/existing",
+     "{ro}/existing/confusion.png"),
+    ("data-show", "data show folder:{data} --out {ro}/new", "{ro}/new"),
+    ("data-show-existing", "data show folder:{data} --out {ro}/existing", "{ro}/existing/train.png"),
+]
+
+
+@pytest.mark.parametrize("command, culprit", [case[1:] for case in WRITERS], ids=[case[0] for case in WRITERS])
+def test_a_read_only_file_system_is_one_line(bad, read_only, command, culprit, capsys):  # noqa: F811
+    names = {**{k: str(v) for k, v in bad.items()}, "ro": str(read_only),
+             "image": str(bad["data"] / "images" / "train" / "a.png")}
+    argv = command.format(**names).split()
+    assert cli.main(argv) == 2
+    line = one_error(capsys, argv[0])
+    assert line.startswith(f"segformer-lab {argv[0]}: error: {culprit.format(**names)}") and line.endswith(READ_ONLY)
+
+
+@pytest.mark.parametrize("folder", ["new", "existing"])
+def test_save_pretrained_on_a_read_only_file_system_is_one_error(bad, read_only, folder):  # noqa: F811
+    model = sl.load_model(bad["model"])
+    with pytest.raises(OSError) as info:
+        model.save_pretrained(read_only / folder)
+    assert info.value.errno == errno.EROFS and info.value.filename.startswith(str(read_only / folder))
+    assert info.value.__context__ is info.value.__cause__  # no second failure (the clean-up's) chained to it
+
+
+def test_a_simulated_read_only_file_system(bad, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """Where nothing can be mounted: the writer's EROFS, as on a read-only mount."""
+    def refused(self, fp, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", refused)
+    out = tmp_path / "out"
+    assert cli.main(["predict", str(bad["model"]), str(bad["data"] / "images" / "train" / "a.png"),
+                     "--out", str(out)]) == 2
+    assert one_error(capsys, "predict") == f"segformer-lab predict: error: {out / 'a.png'}{READ_ONLY}"
+    assert list(out.iterdir()) == []
