@@ -33,7 +33,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
-from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig
+from ..data import DATASETS, PIPELINES
+from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig, check_types, field_types
 from ..models.labels import placeholders
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
 from .classification import ClassificationModule
@@ -122,13 +123,32 @@ def resolve_config(config: str | os.PathLike | dict[str, Any], overrides: Sequen
     validated (``validate_config``). Unknown keys are errors, except inside the open
     sections (``trainer`` keys are checked against Lightning's Trainer)."""
     if not isinstance(config, dict):
-        config = yaml.safe_load(Path(config).read_text()) or {}
+        config = read_yaml(Path(config))
     resolved = _merge(DEFAULTS, config)
     for text in overrides:
         resolved = _merge(resolved, parse_override(text))
     resolved = _numbers(resolved)
     validate_config(resolved)
     return resolved
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The experiment in a YAML file: a mapping of sections (an empty file: none); a file
+    that is not UTF-8, not valid YAML or not a mapping is a ``ValueError`` naming it."""
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML{where} ({getattr(e, 'problem', None) or e})") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: an experiment is a mapping of sections (model, data, optim, trainer...), got a "
+                         f"{type(config).__name__}")
+    return config
 
 
 def validate_config(config: dict[str, Any]) -> None:
@@ -138,12 +158,38 @@ def validate_config(config: dict[str, Any]) -> None:
     if config["task"] not in MONITORS:
         raise ValueError(f"unknown task {config['task']!r}; choose one of {sorted(MONITORS)}")
     _check_types(DEFAULTS, config)
+    check_types(field_types(OptimConfig), config["optim"], "optim")  # betas: [beta1, beta2]
+    _check_data(config["data"])
     for key, value in config["trainer"].items():
         if key not in TRAINER_ARGS:
             raise ValueError(f"unknown config key 'trainer.{key}': not a Lightning Trainer argument; known: "
                              f"{sorted(TRAINER_ARGS)}")
         if not _fits(value, TRAINER_ARGS[key]):
             raise ValueError(f"trainer.{key} must be {_describe(TRAINER_ARGS[key])}, got {value!r}")
+
+
+def _check_data(data: dict[str, Any]) -> None:
+    """The open ``data`` sections up front: ``options`` are keywords of the format's dataset
+    class, each transforms section names a pipeline (``PIPELINES``) and its parameters."""
+    if data["format"] not in DATASETS:
+        raise ValueError(f"data.format: unknown dataset format {data['format']!r}; choose from {sorted(DATASETS)}")
+    _check_keywords("data.options", DATASETS[data["format"]].__init__, data["options"],
+                    set_by_engine=("self", "root", "split", "transforms", "num_classes", "skip_bad"))
+    for section in ("train_transforms", "val_transforms"):
+        params = dict(data[section])
+        name = params.pop("name", None)
+        if name not in PIPELINES:
+            raise ValueError(f"data.{section}.name: unknown transforms {name!r}; choose from {sorted(PIPELINES)}")
+        _check_keywords(f"data.{section}", PIPELINES[name], params)
+
+
+def _check_keywords(where: str, function: Any, given: dict[str, Any], set_by_engine: Sequence[str] = ()) -> None:
+    """Every key of ``given`` must be a keyword ``function`` takes (other than those the
+    engine passes itself)."""
+    known = sorted(set(inspect.signature(function).parameters) - set(set_by_engine))
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key '{where}.{unknown[0]}'; known here: {known}")
 
 
 def _check_types(defaults: dict[str, Any], config: dict[str, Any], path: tuple[str, ...] = ()) -> None:
