@@ -1,7 +1,8 @@
 """``segformer-lab``: one command-line entry point with a subcommand per tool.
 
 Each subcommand is a module of ``segformer_lab.tools`` that provides
-``add_arguments(parser)`` (its description and options) and ``run(args) -> int``. Only
+``add_arguments(parser)`` (its description and options) and ``run(args) -> int``; a
+command with actions of its own (``data check``) names the action in ``args.action``. Only
 the module of the subcommand being run is imported: ``segformer-lab --help`` lists the
 commands from the table below without importing torch, and ``segformer-lab train``
 never pays for onnxruntime or matplotlib.
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if args.verbose:
             traceback.print_exc()
-        print(f"segformer-lab {args.command}: error: {one_line(err)}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))  # data check, ...
+        print(f"segformer-lab {command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -49,7 +49,8 @@ def setting(path: list, value):
 
 # (name, format, edit of the config.json dict, what follows "DIR/config.json: ")
 CASES = [
-    ("stage-width-string", "ours", setting(["stages", 1, "width"], "32"), "stage 1: width must be an integer, got '32'"),
+    ("stage-width-string", "ours", setting(["stages", 1, "width"], "32"),
+     "stage 1: width must be an integer, got '32'"),
     ("num-classes-string", "ours", setting(["num_classes"], "3"), "config: num_classes must be an integer, got '3'"),
     ("num-classes-float", "ours", setting(["num_classes"], 3.0), "config: num_classes must be an integer, got 3.0"),
     ("stages-dict", "ours", setting(["stages"], {"width": 32}), "config: stages must be a list (each a mapping of "

@@ -1,14 +1,16 @@
 """More of the user's mistakes and the machine's faults that must be one line naming the culprit
-(exit 2; ``-v`` for the traceback): a read-only file system on every command that writes.
-The tiny model, dataset and experiment are ``test_cli``'s ``bad`` fixture."""
+(exit 2; ``-v`` for the traceback): a read-only file system on every command that writes,
+devices this machine lacks, inference options no image could run with. The tiny model,
+dataset and experiment are ``test_cli``'s ``bad`` fixture."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import subprocess
-from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from test_cli import bad  # noqa: F401 - the fixture
 
@@ -16,6 +18,16 @@ import segformer_lab as sl
 from segformer_lab import cli
 
 READ_ONLY = ": read-only file system (choose a path on a writable file system)"
+
+
+def fails_in_one_line(argv: list[str], capsys) -> str:
+    """Runs ``argv``: exit status 2 (from ``main`` or the parser), and the one line."""
+    parser_refuses = any(a.startswith("--scales") for a in argv)
+    with pytest.raises(SystemExit) if parser_refuses else contextlib.nullcontext() as parsing:
+        assert cli.main(argv) == 2
+    if parsing:
+        assert parsing.value.code == 2
+    return one_error(capsys, argv[0])
 
 
 def one_error(capsys, command: str) -> str:
@@ -96,3 +108,63 @@ def test_a_simulated_read_only_file_system(bad, tmp_path, monkeypatch, capsys): 
                      "--out", str(out)]) == 2
     assert one_error(capsys, "predict") == f"segformer-lab predict: error: {out / 'a.png'}{READ_ONLY}"
     assert list(out.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- devices and inference options
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+# (name, argv with {placeholders}, the one line after "error: "), checked before any image
+OPTIONS = [
+    pytest.param("predict {model} {image} --out {tmp}/out --mode slide --crop 16",
+                 "crop 16: a window's sides must be >= 32, the model's smallest input", id="predict-crop-16"),
+    pytest.param("predict {model} {image} --out {tmp}/out --mode slide --stride 100 --crop 64",
+                 "need 1 <= stride <= crop, got stride 100 for crop 64 (a larger stride leaves pixels no window "
+                 "covers)", id="predict-stride-over-crop"),
+    pytest.param("predict {model} {image} --out {tmp}/out --scales 0",
+                 "argument --scales: must be in (0, 8], got '0'", id="predict-scales-0"),
+    pytest.param("predict {model} {image} --out {tmp}/out --scales 1 nan",
+                 "argument --scales: must be in (0, 8], got 'nan'", id="predict-scales-nan"),
+    pytest.param("predict {model} {image} --out {tmp}/out --scales=-1", "argument --scales: must be in (0, 8], "
+                 "got '-1'", id="predict-scales-negative"),
+    pytest.param("predict {model} {image} --out {tmp}/out --scales inf", "argument --scales: must be in (0, 8], "
+                 "got 'inf'", id="predict-scales-inf"),
+    pytest.param("eval {model} --data folder:{data} --split train --scales inf", "argument --scales: must be in "
+                 "(0, 8], got 'inf'", id="eval-scales-inf"),
+    pytest.param("eval {model} --data folder:{data} --split train --scales 1e6", "argument --scales: must be in "
+                 "(0, 8], got '1e6'", id="eval-scales-huge"),
+    pytest.param("eval {model} --data folder:{data} --split train --mode slide --crop 16",
+                 "crop 16: a window's sides must be >= 32", id="eval-crop-16"),
+    pytest.param("predict {model} {image} --out {tmp}/out --device tpu9",
+                 "device 'tpu9' is not a device; use cpu, cuda or cuda:N", id="predict-device-tpu9"),
+    pytest.param("eval {model} --data folder:{data} --split train --device tpu9",
+                 "device 'tpu9' is not a device; use cpu, cuda or cuda:N", id="eval-device-tpu9"),
+    pytest.param("eval {model} --data folder:{data} --split train --device cuda",
+                 "device 'cuda': this machine has no CUDA device", id="eval-device-cuda", marks=NO_CUDA),
+    pytest.param("predict {model} {image} --out {tmp}/out --device cuda:0",
+                 "device 'cuda:0': this machine has no CUDA device", id="predict-device-cuda", marks=NO_CUDA),
+    pytest.param("eval {onnx_b0} --data folder:{data} --split train --device cuda",
+                 "device 'cuda': ONNX files run in onnxruntime on the CPU here; use --device cpu",
+                 id="eval-onnx-device-cuda"),
+    pytest.param("train {experiment} --out {tmp}/run --set trainer.accelerator=gpu",
+                 "trainer (accelerator='gpu', devices=1, strategy='auto'): Lightning cannot run it here: ",
+                 id="train-accelerator-gpu", marks=NO_CUDA),
+]
+
+
+@pytest.mark.parametrize("command, message", OPTIONS)
+def test_a_device_or_option_no_image_could_run_with_is_one_line(bad, exported_b0, tmp_path, command,  # noqa: F811
+                                                                 message, capsys):
+    names = {**{k: str(v) for k, v in bad.items()}, "tmp": str(tmp_path), "onnx_b0": str(exported_b0[1]),
+             "image": str(bad["data"] / "images" / "train" / "a.png")}
+    argv = command.format(**names).split()
+    line = fails_in_one_line(argv, capsys)
+    assert line.startswith(f"segformer-lab {argv[0]}: error: {message}"), line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_the_python_api_checks_the_same(bad):  # noqa: F811
+    with pytest.raises(ValueError, match=r"^scale inf: scales must be in \(0, 8\]$"):
+        sl.Segmenter(bad["model"], scales=(1.0, float("inf")))
+    with pytest.raises(ValueError, match="^device 'tpu9' is not a device"):
+        sl.Segmenter(bad["model"], device="tpu9")

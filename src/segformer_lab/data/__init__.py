@@ -75,6 +75,6 @@ __all__ = [
     "ADE20KDataset", "BaseDataset", "CatMaxRatioCrop", "DataError", "DataReport", "DataWarning",
     "FolderDataset", "ParquetDataset", "PhotoMetricDistortion", "Pipeline", "RandomRescale",
     "SegmentationDataset", "TinyImageNetDataset", "build_dataset", "build_transforms",
-    "check_dataset", "collate", "array_rgb", "image_rgb", "upright_image", "decode_image", "decode_mask", "fit_size", "generate_scenes",
-    "reduce_zero_label", "render_scene", "scenes_ready",
+    "check_dataset", "collate", "array_rgb", "image_rgb", "upright_image", "decode_image", "decode_mask",
+    "fit_size", "generate_scenes", "reduce_zero_label", "render_scene", "scenes_ready",
 ]

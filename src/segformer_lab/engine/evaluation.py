@@ -15,6 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate
 from ..inference import OnnxModel, is_onnx_file, predict_labels
+from ..inference.devices import resolve_device
+from ..inference.logits import check_settings
 from ..models import SegmentationModel
 from ..models.factory import open_model
 from .experiment import CLASSIFICATION, resolve_config
@@ -78,7 +80,8 @@ def evaluate(model: SegmentationModel | OnnxModel, dataset: Dataset, sizes: Sequ
     from tqdm import tqdm
 
     onnx = isinstance(model, OnnxModel)  # onnxruntime takes and gives CPU tensors
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"))
+    device = resolve_device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"), onnx=onnx)
+    check_settings(**{key: inference[key] for key in ("mode", "crop", "stride", "scales") if key in inference})
     if not onnx:
         model = model.to(device).eval()
     keys = list(sizes) if sizes else [None]

@@ -31,6 +31,7 @@ import lightning.pytorch as L
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
 from ..data import DATASETS, PIPELINES
@@ -301,8 +302,12 @@ def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, r
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         loggers.append(TensorBoardLogger(run_dir / "logs", name="tensorboard"))
     kwargs = {**config["trainer"], **({} if has_val else {"limit_val_batches": 0}), **trainer_overrides}
-    return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],
-                     use_distributed_sampler=False, **kwargs)
+    try:
+        return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers,
+                         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False, **kwargs)
+    except MisconfigurationException as e:  # e.g. accelerator gpu on a machine without one
+        settings = ", ".join(f"{key}={kwargs.get(key, 'auto')!r}" for key in ("accelerator", "devices", "strategy"))
+        raise ValueError(f"trainer ({settings}): Lightning cannot run it here: {e}") from None
 
 
 def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = False,

@@ -38,8 +38,9 @@ from PIL import Image
 from ..models import SegmentationModel, open_model
 from ..models.labels import resolve_class_names
 from .colours import label_image, overlay_image, palette_for
+from .devices import resolve_device
 from .images import input_size, load_rgb, to_pixel_values
-from .logits import MODES, predict_labels
+from .logits import check_settings, predict_labels
 
 
 # --- the API --------------------------------------------------------------------------
@@ -104,13 +105,10 @@ class Segmenter:
 
     def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of) -> None:
         """Check and keep the inference settings (shared with ``OnnxSegmenter``)."""
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
         if size is not None and (len(size) != 2 or min(size) < SegmentationModel.min_size):
             raise ValueError(f"size must be (H, W) with sides >= {SegmentationModel.min_size}, got {size}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: CUDA is not available in this torch build or machine")
+        self.device = resolve_device(device)
+        check_settings(mode, crop, stride, scales)
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.mode, self.crop, self.stride = mode, crop, stride
         self.scales, self.flip = tuple(scales), flip
