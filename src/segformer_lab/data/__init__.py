@@ -38,6 +38,7 @@ from .io import (
     decode_image,
     decode_mask,
     image_rgb,
+    read_text,
     reduce_zero_label,
     upright_image,
 )
@@ -76,5 +77,5 @@ __all__ = [
     "FolderDataset", "ParquetDataset", "PhotoMetricDistortion", "Pipeline", "RandomRescale",
     "SegmentationDataset", "TinyImageNetDataset", "build_dataset", "build_transforms",
     "check_dataset", "collate", "array_rgb", "image_rgb", "upright_image", "decode_image", "decode_mask",
-    "fit_size", "generate_scenes", "reduce_zero_label", "render_scene", "scenes_ready",
+    "fit_size", "generate_scenes", "read_text", "reduce_zero_label", "render_scene", "scenes_ready",
 ]

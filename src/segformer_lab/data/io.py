@@ -95,6 +95,15 @@ def _sixteen_bit(image: Image.Image, name: str, what: str) -> np.ndarray:
     return array
 
 
+def read_text(path: str | Path) -> str:
+    """The text of a user's file (class names, a palette, a recipe) as UTF-8; a file in
+    another encoding is a ``DataError`` naming it and the first byte that is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(str(path), f"not a UTF-8 text file (byte {e.start}: {e.reason}); save it as UTF-8") from None
+
+
 def decode_image(source: Source, name: str, upright: bool = False) -> np.ndarray:
     """Read an image file (path or encoded bytes) as ``uint8 [H, W, 3]`` RGB; with
     ``upright``, turned as its EXIF orientation says (``upright``)."""

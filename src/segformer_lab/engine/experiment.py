@@ -34,7 +34,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
-from ..data import DATASETS, PIPELINES
+from ..data import DATASETS, PIPELINES, read_text
 from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig, check_types, field_types
 from ..models.labels import placeholders
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
@@ -136,10 +136,9 @@ def resolve_config(config: str | os.PathLike | dict[str, Any], overrides: Sequen
 def read_yaml(path: Path) -> dict[str, Any]:
     """The experiment in a YAML file: a mapping of sections (an empty file: none); a file
     that is not UTF-8, not valid YAML or not a mapping is a ``ValueError`` naming it."""
+    text = read_text(path)
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a UTF-8 text file (byte {e.start}: {e.reason})") from None
+        config = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
-from ..data import IMAGE_SUFFIXES, DataError
+from ..data import IMAGE_SUFFIXES, DataError, read_text
 from ..inference import (
     MAX_PALETTE_CLASSES,
     MODES,
@@ -257,7 +257,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     class_names = None
     if args.class_names:
-        class_names = [ln.strip() for ln in Path(args.class_names).read_text().splitlines() if ln.strip()]
+        class_names = [ln.strip() for ln in read_text(args.class_names).splitlines() if ln.strip()]
     try:
         segmenter = open_segmenter(
             args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,

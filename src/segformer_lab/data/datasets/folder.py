@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..ade20k import ADE20K_CLASSES, ADE20K_SPLITS
-from ..io import IMAGE_SUFFIXES, DataError, decode_image, warn
+from ..io import IMAGE_SUFFIXES, DataError, decode_image, read_text, warn
 from ..palettes import Palette, decode_colour_mask, read_palette
 from .base import SegmentationDataset, Transform, split_name
 
@@ -83,7 +83,7 @@ class FolderDataset(SegmentationDataset):
             if num_classes is None:
                 raise DataError(str(path), "missing (or pass num_classes / classes)")
             return [f"class_{i}" for i in range(num_classes)]
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [line.strip() for line in read_text(path).splitlines()]
         while names and not names[-1]:
             names.pop()
         for lineno, name in enumerate(names, 1):
