@@ -17,10 +17,11 @@ from ..data import collate
 from ..inference import OnnxModel, is_onnx_file, predict_labels
 from ..inference.devices import resolve_device
 from ..inference.logits import check_settings
-from ..models import SegmentationModel
+from ..models import CheckpointError, SegmentationModel
+from ..models.pretrained import WEIGHTS_NAME
 from ..models.factory import open_model
 from .experiment import CLASSIFICATION, resolve_config
-from .rundir import CONFIG_FILE
+from .rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
 from .metrics import SegmentationMetrics
 
 
@@ -38,6 +39,10 @@ def load_for_eval(path: str | os.PathLike, **onnx_options: Any
         raise ValueError(f"{path}: {', '.join(onnx_options)} are for .onnx files without metadata; a checkpoint "
                          "knows its classes and normalisation")
     config = run_config(path)
+    last = Path(path) / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if config is not None and Path(path).is_dir() and not (Path(path) / WEIGHTS_NAME).is_file() and last.is_file():
+        raise CheckpointError(f"{path} holds no best weights yet (the run stopped before its first validation): "
+                              f"evaluate its last checkpoint, {last}")
     if config is not None and config["task"] == CLASSIFICATION:
         raise ValueError(f"{path} belongs to a classification run (encoder pre-training), and eval scores "
                          "segmentation: its val/top1 and val/top5 are in its logs; fine-tune it with "
