@@ -23,7 +23,6 @@ import importlib.util
 import inspect
 import os
 import re
-import typing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,7 +34,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
 from ..data import DATASETS, PIPELINES, read_text
-from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig, check_types, field_types
+from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig, check_types, describe, field_types, fits
 from ..models.labels import placeholders
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput
 from .classification import ClassificationModule
@@ -164,8 +163,8 @@ def validate_config(config: dict[str, Any]) -> None:
         if key not in TRAINER_ARGS:
             raise ValueError(f"unknown config key 'trainer.{key}': not a Lightning Trainer argument; known: "
                              f"{sorted(TRAINER_ARGS)}")
-        if not _fits(value, TRAINER_ARGS[key]):
-            raise ValueError(f"trainer.{key} must be {_describe(TRAINER_ARGS[key])}, got {value!r}")
+        if not fits(value, TRAINER_ARGS[key]):
+            raise ValueError(f"trainer.{key} must be {describe(TRAINER_ARGS[key])}, got {value!r}")
 
 
 def _check_data(data: dict[str, Any]) -> None:
@@ -205,43 +204,13 @@ def _check_types(defaults: dict[str, Any], config: dict[str, Any], path: tuple[s
             continue
         number = isinstance(default, (int, float)) and not isinstance(default, bool)
         if where in SIZES and isinstance(value, list):
-            ok = len(value) == 2 and all(_fits(v, float) for v in value)
+            ok = len(value) == 2 and all(fits(v, float) for v in value)
         else:
-            ok = _fits(value, float if number else type(default))
+            ok = fits(value, float if number else type(default))
         if not ok:
             expected = ("a number" + (" or [height, width]" if where in SIZES else "")) if number else \
                 type(default).__name__
             raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _fits(value: Any, annotation: Any) -> bool:
-    """Whether a YAML value fits a type annotation (classes no YAML value can be: no)."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is Any:
-        return True
-    if origin in (typing.Union, type(int | str)):
-        return any(_fits(value, a) for a in args)
-    if origin is typing.Literal:
-        return value in args
-    if annotation is type(None):
-        return value is None
-    if isinstance(value, bool) and annotation is not bool:
-        return False
-    if annotation is float:
-        return isinstance(value, (int, float))
-    kind = origin or annotation  # list[int] -> list
-    return isinstance(kind, type) and isinstance(value, kind)
-
-
-def _describe(annotation: Any) -> str:
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, type(int | str)):
-        return " or ".join(_describe(a) for a in args)
-    if origin is typing.Literal:
-        return " or ".join(repr(a) for a in args)
-    if annotation is type(None):
-        return "null"
-    return getattr(origin or annotation, "__name__", str(annotation))
 
 
 def build_model(spec: dict[str, Any], pretrained: bool = True,

@@ -49,9 +49,9 @@ def check_types(expected: Mapping[str, Any], values: Mapping[str, Any], where: s
     gives it (a list for a tuple, a mapping for a config class); else a ``ConfigError``
     naming ``where``, the field and the value (a ``"32"``, a ``3.0`` for an integer)."""
     for name, value in values.items():
-        if name in expected and not _matches(value, expected[name]):
+        if name in expected and not fits(value, expected[name]):
             prefix = f"{where}: " if where else ""
-            raise ConfigError(f"{prefix}{name} must be {_describe(expected[name])}, got {value!r}")
+            raise ConfigError(f"{prefix}{name} must be {describe(expected[name])}, got {value!r}")
 
 
 @functools.cache
@@ -60,45 +60,52 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _matches(value: Any, kind: Any) -> bool:
+def fits(value: Any, kind: Any) -> bool:
+    """Whether a value as JSON or YAML gives it fits a type annotation: a list for a tuple or
+    list (each item fitting), a mapping for a dict or a config class, an int for a float,
+    never a bool for a number; a class no such value can be (a Lightning ``Profiler``): no."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return True
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
+        return any(fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
     if kind is type(None):
         return value is None
-    if origin is tuple:
+    if isinstance(value, bool) and kind is not bool:
+        return False
+    if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_matches(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
-    if origin is dict:
-        return isinstance(value, dict)
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            return all(fits(v, args[0]) for v in value) if args else True
+        return len(value) == len(args) and all(fits(v, a) for v, a in zip(value, args))
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, (int, float))
     if dataclasses.is_dataclass(kind):
         return isinstance(value, (kind, dict))
-    return isinstance(value, kind)
+    kind = origin or kind  # dict[str, str] -> dict
+    return isinstance(kind, type) and isinstance(value, kind)
 
 
-def _describe(kind: Any) -> str:
-    """``kind`` in words, as a user writing JSON or YAML reads it."""
+def describe(kind: Any) -> str:
+    """``kind`` (a type annotation) in words, as a user writing JSON or YAML reads it."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list (each {_describe(args[0])})"
-        return f"a list of {len(args)} (each {_describe(args[0])})"
+        return " or ".join(describe(arg) for arg in args)
+    if origin is typing.Literal:
+        return " or ".join(repr(arg) for arg in args)
+    if origin in (tuple, list):
+        fixed = origin is tuple and args and args[-1] is not Ellipsis
+        return f"a list{f' of {len(args)}' if fixed else ''}{f' (each {describe(args[0])})' if args else ''}"
     words = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null",
              dict: "a mapping"}
-    if kind in words:
-        return words[kind]
-    if origin is dict:
-        return "a mapping"
-    return f"a mapping of {kind.__name__} fields" if dataclasses.is_dataclass(kind) else kind.__name__
+    if (origin or kind) in words:
+        return words[origin or kind]
+    if dataclasses.is_dataclass(kind):
+        return f"a mapping of {kind.__name__} fields"
+    return getattr(origin or kind, "__name__", str(kind))
 
 
 def check_choice(where: str, name: str, value: str, choices: Iterable[str]) -> None:
