@@ -18,8 +18,8 @@ from ..inference import OnnxModel, is_onnx_file, predict_labels
 from ..inference.devices import resolve_device
 from ..inference.logits import check_settings
 from ..models import CheckpointError, SegmentationModel
-from ..models.pretrained import WEIGHTS_NAME
 from ..models.factory import open_model
+from ..models.pretrained import WEIGHTS_NAME
 from .experiment import CLASSIFICATION, resolve_config
 from .rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
 from .metrics import SegmentationMetrics

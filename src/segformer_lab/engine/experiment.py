@@ -32,8 +32,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
 from ..data import DATASETS, PIPELINES, read_text
+from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
 from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig, check_types, describe, field_types, fits
 from ..models.labels import placeholders
 from .callbacks import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, RestoreDataPosition, Throughput

@@ -51,10 +51,11 @@ def _source(model: nn.Module, x: torch.Tensor, mode: str, crop: Pair, stride: Pa
     return WholeSource(model(x.flip(-1) if flipped else x))
 
 
-def check_settings(mode: str = "whole", crop: Pair = 512, stride: Pair = 341, scales: Sequence[float] = (1.0,)) -> None:
+def check_settings(mode: str = "whole", crop: Pair = 512, stride: Pair = 341,
+                   scales: Sequence[float] = (1.0,)) -> None:
     """The inference settings, checked before any image (a ``ValueError`` naming the
-    setting): a known mode, windows of sides >= the model's smallest input moved by 1..crop pixels (a
-    larger stride leaves pixels no window sees), and one or more finite scales in
+    setting): a known mode, windows of sides >= the model's smallest input moved by 1..crop
+    pixels (a larger stride leaves pixels no window sees), and one or more finite scales in
     (0, ``MAX_SCALE``]."""
     if mode not in MODES:
         raise ValueError(f"unknown inference mode {mode!r}; choose one of {MODES}")

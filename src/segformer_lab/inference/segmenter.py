@@ -14,8 +14,8 @@ from (a checkpoint, a registered name or a model) with the names of its classes.
     seg.label_image(labels).save("labels.png")          # palette PNG, pixel = class index
 
 Images are paths, PIL images, arrays or tensors, read by ``load_rgb`` (the same pixels
-whatever the form; photos turned upright by their EXIF orientation). They are normalised with
-ImageNet's mean and standard deviation, resized to ``size`` if given (else kept, with
+whatever the form; photos turned upright by their EXIF orientation). They are normalised
+with ImageNet's mean and standard deviation, resized to ``size`` if given (else kept, with
 sides below 32 scaled up to the model's minimum), and the logits are upsampled once, to
 the image's own size. ``mode="slide"`` runs overlapping ``crop`` windows (large images).
 Inference itself is ``predict_labels`` (band by band: no full-size score map
