@@ -27,7 +27,12 @@ def fails_in_one_line(argv: list[str], capsys) -> str:
         assert cli.main(argv) == 2
     if parsing:
         assert parsing.value.code == 2
-    return one_error(capsys, argv[0])
+    return one_error(capsys, command_name(argv))
+
+
+def command_name(argv: list[str]) -> str:
+    """How the error line names the command: ``data check``, ``eval``..."""
+    return " ".join(argv[:2]) if argv[0] == "data" else argv[0]
 
 
 def one_error(capsys, command: str) -> str:
@@ -84,8 +89,9 @@ def test_a_read_only_file_system_is_one_line(bad, read_only, command, culprit, c
              "image": str(bad["data"] / "images" / "train" / "a.png")}
     argv = command.format(**names).split()
     assert cli.main(argv) == 2
-    line = one_error(capsys, argv[0])
-    assert line.startswith(f"segformer-lab {argv[0]}: error: {culprit.format(**names)}") and line.endswith(READ_ONLY)
+    line = one_error(capsys, command_name(argv))
+    assert line.startswith(f"segformer-lab {command_name(argv)}: error: {culprit.format(**names)}")
+    assert line.endswith(READ_ONLY)
 
 
 @pytest.mark.parametrize("folder", ["new", "existing"])
@@ -159,7 +165,7 @@ def test_a_device_or_option_no_image_could_run_with_is_one_line(bad, exported_b0
              "image": str(bad["data"] / "images" / "train" / "a.png")}
     argv = command.format(**names).split()
     line = fails_in_one_line(argv, capsys)
-    assert line.startswith(f"segformer-lab {argv[0]}: error: {message}"), line
+    assert line.startswith(f"segformer-lab {command_name(argv)}: error: {message}"), line
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
 
 
