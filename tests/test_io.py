@@ -94,3 +94,34 @@ def test_written_files_get_the_umask_or_keep_the_replaced_files_mode(tmp_path, w
     finally:
         os.umask(previous)
     assert umask() == previous
+
+
+# the reports of a read-only file system: Python's (on the temporary file), safetensors'
+READ_ONLY = {
+    "EROFS": OSError(errno.EROFS, "Read-only file system", "/somewhere/.x.tmp-1"),
+    "safetensors": Exception("Error while serializing: I/O error: Read-only file system (os error 30)"),
+}
+
+
+@pytest.mark.parametrize("report", READ_ONLY)
+def test_a_read_only_file_system_is_one_error_naming_the_file(tmp_path, report, monkeypatch):
+    """One ``OSError(EROFS)`` naming the file the caller asked for, not two chained ones
+    (the clean-up of a temporary file that was never made failed too)."""
+    path = tmp_path / "model.onnx"
+
+    def refused(tmp: Path) -> None:
+        raise READ_ONLY[report]
+
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):  # as on a read-only mount: even a missing file cannot be unlinked
+        if self.name.startswith(".model.onnx.tmp"):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(OSError) as info:
+        atomic_write(path, refused)
+    assert info.value.errno == errno.EROFS and info.value.filename == str(path)
+    assert info.value.__cause__ is READ_ONLY[report] and info.value.__context__ is READ_ONLY[report]
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""Files written whole or not at all (a full disk named as such), and JSON read and written
+"""Files written whole or not at all (a full disk or a read-only file system named as such), and JSON read and written
 the one way the project does.
 
 The bottom of the house: it imports nothing of segformer_lab, so every layer (models,
@@ -44,6 +44,17 @@ def disk_full(error: BaseException) -> bool:
     return any(text in str(error) for text in FULL_DISK_TEXTS)
 
 
+def read_only(error: BaseException, path: Path) -> bool:
+    """Whether writing ``path`` failed with ``error`` because its file system is mounted
+    read-only (EROFS; safetensors' "os error 30"; torch's "cannot be opened" on such a mount)."""
+    if (isinstance(error, OSError) and error.errno == errno.EROFS) or "(os error 30)" in str(error):
+        return True
+    try:
+        return bool(os.statvfs(Path(path).parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def temporary_path(path: Path) -> Path:
     """Where ``atomic_write`` writes ``path`` before renaming it (``TEMPORARY``)."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -82,7 +93,8 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     so a reader never sees a half-written file and an interrupted write loses nothing. The
     file gets the user's usual permissions whatever the writer gave its temporary file
     (safetensors writes 0600): ``_mode_for``. A full disk raises ``DiskFullError`` naming
-    the file system and ``path``."""
+    the file system and ``path``; a read-only file system, ``OSError(EROFS)`` naming
+    ``path`` (whatever form the writer's report had)."""
     path = Path(path)
     tmp = temporary_path(path)
     try:
@@ -92,9 +104,12 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     except Exception as error:
         if disk_full(error):
             raise DiskFullError(path) from error
+        if read_only(error, path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path)) from error
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        if os.path.lexists(tmp):  # not unlink(missing_ok=True): on a read-only file system that fails too
+            tmp.unlink()
 
 
 def read_json(path: Path) -> Any:

@@ -1,7 +1,8 @@
 """``segformer-lab``: one command-line entry point with a subcommand per tool.
 
 Each subcommand is a module of ``segformer_lab.tools`` that provides
-``add_arguments(parser)`` (its description and options) and ``run(args) -> int``. Only
+``add_arguments(parser)`` (its description and options) and ``run(args) -> int``; a
+command with actions of its own (``data check``) names the action in ``args.action``. Only
 the module of the subcommand being run is imported: ``segformer-lab --help`` lists the
 commands from the table below without importing torch, and ``segformer-lab train``
 never pays for onnxruntime or matplotlib.
@@ -66,27 +67,32 @@ def _command(argv: list[str]) -> str | None:
 
 # a path the user named that cannot be used as asked: one line naming it
 FILE_SYSTEM_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+# faults of the machine, not of the code: a full disk, a read-only file system
+MACHINE_ERRNOS = (errno.ENOSPC, errno.EROFS)
 
 
 def user_error(err: BaseException) -> bool:
     """Whether ``err`` is a mistake or fault of the user's input or machine, told in one line:
     any error class of this project (CheckpointError, ConfigError, DataError, ExportError,
     NonFiniteLossError, DiskFullError, ...; matched by module, so that this needs no
-    import of torch), a wrong value or key, a missing file, a full disk. Anything else is
-    a bug and keeps its traceback."""
+    import of torch), a wrong value or key, a missing file, a full disk, a read-only file
+    system. Anything else is a bug and keeps its traceback."""
     ours = any(cls.__module__.startswith("segformer_lab.") for cls in type(err).__mro__)
-    full = isinstance(err, OSError) and err.errno == errno.ENOSPC
-    return ours or full or isinstance(err, (KeyError, ValueError) + FILE_SYSTEM_ERRORS)
+    machine = isinstance(err, OSError) and err.errno in MACHINE_ERRNOS
+    return ours or machine or isinstance(err, (KeyError, ValueError) + FILE_SYSTEM_ERRORS)
 
 
 def one_line(err: BaseException) -> str:
     """The message of a user error on one line; a file-system error says which path and
     what is wrong with it, without Python's ``[Errno N]`` prefix."""
-    if isinstance(err, FILE_SYSTEM_ERRORS) and err.filename is not None and err.strerror:
+    named = isinstance(err, FILE_SYSTEM_ERRORS) or (isinstance(err, OSError) and err.errno == errno.EROFS)
+    if named and err.filename is not None and err.strerror:
         target = f" -> {err.filename2}" if err.filename2 else ""
         message = f"{err.filename}{target}: {err.strerror.lower()}"
         if isinstance(err, PermissionError):
             message += " (check the owner and mode of the path, or choose another)"
+        elif err.errno == errno.EROFS:
+            message += " (choose a path on a writable file system)"
     else:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
     return " ".join(message.split())  # one line, whatever the message's own breaks
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if args.verbose:
             traceback.print_exc()
-        print(f"segformer-lab {args.command}: error: {one_line(err)}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))  # data check, ...
+        print(f"segformer-lab {command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -71,7 +71,7 @@ def test_overwrite_removes_the_runs_files_by_name_and_keeps_the_users(experiment
 
 @pytest.mark.parametrize("override, error", [
     (["--set", "optim.warmup=1500", "--set", "trainer.max_steps=2"], "warmup <= total, got total 2, warmup 1500"),
-    (["--set", "val.mode=slide", "--set", "val.crop=0"], "stride <= crop"),  # fails in the sanity validation
+    (["--set", "val.mode=slide", "--set", "val.crop=0"], "crop 0: a window"),  # refused with the settings
 ])
 def test_overwrite_checks_everything_before_it_removes_anything(experiment, finished_run, tmp_path, capsys, override,
                                                                 error):
@@ -93,7 +93,7 @@ def test_a_start_that_fails_leaves_nothing_that_blocks_its_rerun(experiment, tmp
     run_dir = tmp_path / "run"
     for broken in (["--set", "val.mode=slide", "--set", "val.crop=0"], ["--set", f"data.root={bad_data}"]):
         assert cli.main(["train", str(experiment), "--out", str(run_dir), *SHORT, *broken]) == 2
-        assert ("stride <= crop" if "val.crop=0" in broken else "cannot decode") in one_error_line(capsys)
+        assert ("crop 0: a window" if "val.crop=0" in broken else "cannot decode") in one_error_line(capsys)
         assert not run_dir.exists()
     project = tmp_path / "project"
     user_files(project, {"notes.txt": "mine"})

@@ -334,7 +334,7 @@ def test_a_new_run_over_an_earlier_one_needs_overwrite(experiment, finished_run,
 
 @pytest.mark.parametrize("override, named", [
     ("optim.lr=abc", "optim.lr must be a number, got 'abc'"),
-    ("trainer.max_steps=abc", "trainer.max_steps must be int, got 'abc'"),
+    ("trainer.max_steps=abc", "trainer.max_steps must be an integer, got 'abc'"),
     ("trainer.max_stepz=9", "unknown config key 'trainer.max_stepz': not a Lightning Trainer argument; known: "),
     ("model.name=boostformer_b0", "model.name cannot change on resume"),
     ("model.num_classes=3", "model.num_classes cannot change on resume"),

@@ -190,7 +190,8 @@ def test_full_disk_is_one_line_and_the_previous_file_kept(bad, tmp_path, monkeyp
 
     monkeypatch.setattr(Image.Image, "save", full)
     image = bad["data"] / "images" / "train" / "a.png"
-    assert cli.main(["predict", str(bad["model"]), str(image), "--out", str(out)]) == 2
+    # --overwrite: a.png is the user's (predict refuses to replace it otherwise)
+    assert cli.main(["predict", str(bad["model"]), str(image), "--out", str(out), "--overwrite"]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("segformer-lab predict: error: no space left on /")
     assert lines[-1].endswith(f"while writing {out / 'a.png'}; its previous version, if any, is kept: free space "

@@ -72,7 +72,7 @@ def test_show_after_the_training_transforms(tmp_path, capsys):
     assert drawn[6:54, 6:54].all() and not drawn[55:60, 6:54].any() and not drawn[6:54, 55:60].any()
     capsys.readouterr()
     assert cli.main(["data", "show", f"folder:{root}", "--out", str(out), "--transforms", "nope"]) == 2
-    assert "segformer-lab data: error: unknown transforms 'nope'" in capsys.readouterr().err
+    assert "segformer-lab data show: error: unknown transforms 'nope'" in capsys.readouterr().err
 
 
 def test_scenes_is_still_a_data_action(capsys):

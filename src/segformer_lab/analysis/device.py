@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..export.errors import described
+from ..inference.devices import DeviceError, resolve_device  # noqa: F401 - bench's device is any tool's
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MIB = 2**20
@@ -37,30 +38,6 @@ _HOW = {
     "cuda": "torch.cuda.max_memory_allocated",
     "cpu": "process resident set, high-water mark reset before the call",
 }
-
-
-class DeviceError(ValueError):
-    """A device, precision or compilation this machine cannot run."""
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N``, refused in one line when this machine lacks it."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}, "
-                              f"CUDA build {torch.version.cuda}); use --device cpu")  # fmt: skip
-        count = torch.cuda.device_count()
-        index = device.index or 0
-        if index >= count:
-            raise DeviceError(f"--device {name}: there are {count} CUDA device(s), numbered from 0")
-        device = torch.device("cuda", index)
-    elif device.type != "cpu":
-        raise DeviceError(f"--device {name}: the bench runs on cpu or cuda")
-    return device
 
 
 def check_precision(device: torch.device, precision: str) -> None:

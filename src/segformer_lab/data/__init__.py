@@ -34,9 +34,13 @@ from .io import (
     IMAGENET_STD,
     DataError,
     DataWarning,
+    array_rgb,
     decode_image,
     decode_mask,
+    image_rgb,
+    read_text,
     reduce_zero_label,
+    upright_image,
 )
 from .palettes import (
     CITYSCAPES_CLASSES,
@@ -72,6 +76,6 @@ __all__ = [
     "ADE20KDataset", "BaseDataset", "CatMaxRatioCrop", "DataError", "DataReport", "DataWarning",
     "FolderDataset", "ParquetDataset", "PhotoMetricDistortion", "Pipeline", "RandomRescale",
     "SegmentationDataset", "TinyImageNetDataset", "build_dataset", "build_transforms",
-    "check_dataset", "collate", "decode_image", "decode_mask", "fit_size", "generate_scenes",
-    "reduce_zero_label", "render_scene", "scenes_ready",
+    "check_dataset", "collate", "array_rgb", "image_rgb", "upright_image", "decode_image", "decode_mask",
+    "fit_size", "generate_scenes", "read_text", "reduce_zero_label", "render_scene", "scenes_ready",
 ]

@@ -166,6 +166,7 @@ def diagnose(format: str, root: str | Path, *, splits: list[str] | None = None, 
                                        lambda done, total, split=split: progress(split, done, total))
         except DataError as error:
             result.add("error", split, str(error).splitlines()[0])
+            _jpeg_finding(result, split, _jpeg_files(cls, root, split))  # the likely cause of "no samples"
             continue
         report.bad = {**constructed, **report.bad}
         datasets[split], result.reports[split] = dataset, report
@@ -177,6 +178,24 @@ def diagnose(format: str, root: str | Path, *, splits: list[str] | None = None, 
     result.class_names = [] if inferred else first.class_names
     _convention_findings(result, first, inferred, options)
     return result
+
+
+def _jpeg_files(cls: type, root: str | Path, split: str) -> list[str]:
+    """The masks of a folder-layout split saved as JPEG, by suffix: such a split pairs only
+    PNG masks, so when all its masks are JPEG it has no samples at all."""
+    if not issubclass(cls, FolderDataset):
+        return []
+    folder = cls.mask_folder(root, split)
+    if not folder.is_dir():
+        return []
+    return [str(p) for p in sorted(folder.glob("*")) if p.suffix.lower() in (".jpg", ".jpeg")]
+
+
+def _jpeg_finding(result: Diagnosis, split: str, jpeg: list[str]) -> None:
+    if jpeg:
+        result.add("error", split, f"{len(jpeg)} mask(s) saved as JPEG: lossy compression puts stray values "
+                                   "near every edge; masks must be saved losslessly (PNG), from the original "
+                                   "labels", jpeg)
 
 
 def _file_findings(result: Diagnosis, split: str, dataset: SegmentationDataset, report: DataReport) -> None:
@@ -192,15 +211,7 @@ def _file_findings(result: Diagnosis, split: str, dataset: SegmentationDataset, 
     if dataset.unpaired_masks:
         result.add("warning", split, f"{len(dataset.unpaired_masks)} mask(s) without an image (not used)",
                    dataset.unpaired_masks)
-    jpeg = list(report.files.get("jpeg", []))
-    if isinstance(dataset, FolderDataset):
-        mask_dir = dataset.root / dataset.mask_dir / dataset.split
-        jpeg += [str(p) for p in sorted(mask_dir.glob("*")) if p.suffix.lower() in (".jpg", ".jpeg")] \
-            if mask_dir.is_dir() else []
-    if jpeg:
-        result.add("error", split, f"{len(jpeg)} mask(s) saved as JPEG: lossy compression puts stray values "
-                                   "near every edge; masks must be saved losslessly (PNG), from the original "
-                                   "labels", jpeg)
+    _jpeg_finding(result, split, [*report.files.get("jpeg", []), *_jpeg_files(type(dataset), dataset.root, split)])
     sixteen = [f for f in report.files.get("16-bit", []) if f not in report.bad]
     if sixteen:
         result.add("warning", split, f"{len(sixteen)} 16-bit mask(s): read as 8-bit since every value is "

@@ -2,9 +2,14 @@
 
 Conventions, decided once here:
 
-- images come out as ``uint8 [H, W, 3]`` RGB. Grayscale, palette, CMYK and RGBA files are
-  converted to RGB (alpha is dropped, not composited); 16-bit grayscale images are scaled
-  to 8 bits over their full range (value / 257); float images are refused.
+- images come out as ``uint8 [H, W, 3]`` RGB, whatever form they come in (a file, a PIL
+  image of any mode, an array: ``image_rgb``, ``array_rgb``). Grayscale, palette, CMYK and
+  RGBA images are converted to RGB (alpha is dropped, not composited); 16-bit grayscale
+  (PIL modes ``I;16``, ``I``; ``uint16`` arrays) is scaled to 8 bits over its full range
+  (value / 257, rounded); float data (mode ``F``, float arrays) must lie in 0..1 and is
+  scaled by 255, rounded. Anything else is a ``DataError`` naming the image.
+- the pixels are the file's as stored; ``decode_image(..., upright=True)`` (what inference
+  uses) first turns the photo as its EXIF orientation says, as every viewer shows it.
 - masks come out as ``uint8 [H, W]`` class indices. Palette ("P") PNGs give their indices;
   RGB(A) masks are accepted only when R == G == B (a gray mask saved as colour), since a
   colour-coded mask needs a palette to decode; 16-bit masks are accepted when every value
@@ -19,7 +24,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 IGNORE_INDEX = 255
 # the image files the project reads (folder datasets, ``predict``): every one decodes with PIL
@@ -90,18 +95,68 @@ def _sixteen_bit(image: Image.Image, name: str, what: str) -> np.ndarray:
     return array
 
 
-def decode_image(source: Source, name: str) -> np.ndarray:
-    """Read an image file (path or encoded bytes) as ``uint8 [H, W, 3]`` RGB."""
+def read_text(path: str | Path) -> str:
+    """The text of a user's file (class names, a palette, a recipe) as UTF-8; a file in
+    another encoding is a ``DataError`` naming it and the first byte that is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(str(path), f"not a UTF-8 text file (byte {e.start}: {e.reason}); save it as UTF-8") from None
+
+
+def decode_image(source: Source, name: str, upright: bool = False) -> np.ndarray:
+    """Read an image file (path or encoded bytes) as ``uint8 [H, W, 3]`` RGB; with
+    ``upright``, turned as its EXIF orientation says (``upright``)."""
     image = _open(source, name)
-    if image.mode == "RGB":
-        return np.array(image)
-    if image.mode.startswith("I;16") or image.mode == "I":
-        gray = _sixteen_bit(image, name, "image").astype(np.float32) / 257.0
-        gray = np.rint(gray).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    if image.mode == "F" or image.mode.startswith("I;"):
-        raise DataError(name, f"unsupported image mode {image.mode!r} (float or 32-bit data)")
-    return np.array(image.convert("RGB"))
+    return image_rgb(upright_image(image) if upright else image, name)
+
+
+# EXIF tag 0x0112: how the stored pixels must be turned to be seen upright (1 = as stored)
+ORIENTATION = 0x0112
+
+
+def upright_image(image: Image.Image) -> Image.Image:
+    """``image`` turned as its EXIF orientation says (a phone's photo stored sideways), as
+    viewers and transformers' ``load_image`` show it; ``image`` itself when it needs no turn."""
+    if image.getexif().get(ORIENTATION, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def image_rgb(image: Image.Image, name: str) -> np.ndarray:
+    """A PIL image of any mode as ``uint8 [H, W, 3]`` RGB (the module's conventions)."""
+    if image.mode in ("RGB", "L", "F") or image.mode.startswith("I;16"):
+        return array_rgb(np.array(image), name)
+    if image.mode == "I":  # 32-bit integers, as PIL opens most 16-bit PNGs
+        return array_rgb(_sixteen_bit(image, name, "image").astype(np.uint16), name)
+    if image.mode.startswith("I;") or image.mode.startswith("F;"):
+        raise DataError(name, f"unsupported image mode {image.mode!r} (32-bit data)")
+    return np.asarray(image.convert("RGB"))
+
+
+def array_rgb(array: np.ndarray, name: str = "image") -> np.ndarray:
+    """An image array ``[H, W]``, ``[H, W, 1]``, ``[H, W, 3]`` or ``[H, W, 4]`` (alpha dropped)
+    of ``uint8``, ``uint16`` (scaled by 1/257) or float in 0..1 (scaled by 255) as
+    ``uint8 [H, W, 3]`` RGB; any other shape, dtype or range is a ``DataError``."""
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        array = array[:, :, :3]
+    elif array.ndim != 2:
+        raise DataError(name, f"expected an image array [H, W], [H, W, 3] or [H, W, 4], got shape {array.shape}")
+    if array.size == 0:
+        raise DataError(name, f"empty image (shape {array.shape})")
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:  # either byte order
+        array = np.rint(array.astype(np.float32) / 257.0).astype(np.uint8)
+    elif array.dtype.kind == "f":
+        low, high = float(np.min(array)), float(np.max(array))
+        if not (0.0 <= low and high <= 1.0):  # also false for nan
+            raise DataError(name, f"a float image must hold values in 0..1, got {low:g}..{high:g} (pass uint8 "
+                                  "for 0..255)")
+        array = np.rint(array.astype(np.float32) * 255.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise DataError(name, f"expected a uint8, uint16 or float image, got dtype {array.dtype}")
+    if array.ndim == 2 or array.shape[2] == 1:
+        return np.repeat(array.reshape(*array.shape[:2], 1), 3, axis=2)
+    return np.ascontiguousarray(array)
 
 
 def decode_mask(source: Source, name: str) -> np.ndarray:

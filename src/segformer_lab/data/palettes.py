@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE
-from .io import IGNORE_INDEX, DataError
+from .io import IGNORE_INDEX, DataError, read_text
 from .scenes.classes import SCENE_CLASSES, SCENE_PALETTE
 
 Colour = tuple[int, int, int]
@@ -131,7 +131,7 @@ def read_palette(spec: str | Path) -> Palette:
     if not path.is_file():
         raise DataError(str(path), f"palette not found: give a palette file or one of {sorted(KNOWN_PALETTES)}")
     classes, colours, ignore = [], [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue

@@ -15,10 +15,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate
 from ..inference import OnnxModel, is_onnx_file, predict_labels
-from ..models import SegmentationModel
+from ..inference.devices import resolve_device
+from ..inference.logits import check_settings
+from ..models import CheckpointError, SegmentationModel
 from ..models.factory import open_model
+from ..models.pretrained import WEIGHTS_NAME
 from .experiment import CLASSIFICATION, resolve_config
-from .rundir import CONFIG_FILE
+from .rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
 from .metrics import SegmentationMetrics
 
 
@@ -36,6 +39,10 @@ def load_for_eval(path: str | os.PathLike, **onnx_options: Any
         raise ValueError(f"{path}: {', '.join(onnx_options)} are for .onnx files without metadata; a checkpoint "
                          "knows its classes and normalisation")
     config = run_config(path)
+    last = Path(path) / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if config is not None and Path(path).is_dir() and not (Path(path) / WEIGHTS_NAME).is_file() and last.is_file():
+        raise CheckpointError(f"{path} holds no best weights yet (the run stopped before its first validation): "
+                              f"evaluate its last checkpoint, {last}")
     if config is not None and config["task"] == CLASSIFICATION:
         raise ValueError(f"{path} belongs to a classification run (encoder pre-training), and eval scores "
                          "segmentation: its val/top1 and val/top5 are in its logs; fine-tune it with "
@@ -78,7 +85,8 @@ def evaluate(model: SegmentationModel | OnnxModel, dataset: Dataset, sizes: Sequ
     from tqdm import tqdm
 
     onnx = isinstance(model, OnnxModel)  # onnxruntime takes and gives CPU tensors
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"))
+    device = resolve_device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"), onnx=onnx)
+    check_settings(**{key: inference[key] for key in ("mode", "crop", "stride", "scales") if key in inference})
     if not onnx:
         model = model.to(device).eval()
     keys = list(sizes) if sizes else [None]

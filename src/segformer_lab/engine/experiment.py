@@ -26,7 +26,6 @@ import inspect
 import logging
 import os
 import re
-import typing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,10 +33,11 @@ import lightning.pytorch as L
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from ..data import DATASETS, PIPELINES, read_text
 from ..models import ImageClassifier, SegmentationModel, create_classifier, create_model
-from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig
+from ..models.config import DEFAULT_NUM_CLASSES, ConfigError, ModelConfig, check_types, describe, field_types, fits
 from ..models.labels import placeholders
 from .callbacks import (
     AtomicCheckpointIO,
@@ -153,13 +153,31 @@ def resolve_config(config: str | os.PathLike | dict[str, Any], overrides: Sequen
     validated (``validate_config``). Unknown keys are errors, except inside the open
     sections (``trainer`` keys are checked against Lightning's Trainer)."""
     if not isinstance(config, dict):
-        config = yaml.safe_load(Path(config).read_text()) or {}
+        config = read_yaml(Path(config))
     resolved = _merge(DEFAULTS, config)
     for text in overrides:
         resolved = _merge(resolved, parse_override(text))
     resolved = _numbers(resolved)
     validate_config(resolved)
     return resolved
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The experiment in a YAML file: a mapping of sections (an empty file: none); a file
+    that is not UTF-8, not valid YAML or not a mapping is a ``ValueError`` naming it."""
+    text = read_text(path)
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML{where} ({getattr(e, 'problem', None) or e})") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: an experiment is a mapping of sections (model, data, optim, trainer...), got a "
+                         f"{type(config).__name__}")
+    return config
 
 
 def validate_config(config: dict[str, Any]) -> None:
@@ -169,12 +187,38 @@ def validate_config(config: dict[str, Any]) -> None:
     if config["task"] not in MONITORS:
         raise ValueError(f"unknown task {config['task']!r}; choose one of {sorted(MONITORS)}")
     _check_types(DEFAULTS, config)
+    check_types(field_types(OptimConfig), config["optim"], "optim")  # betas: [beta1, beta2]
+    _check_data(config["data"])
     for key, value in config["trainer"].items():
         if key not in TRAINER_ARGS:
             raise ValueError(f"unknown config key 'trainer.{key}': not a Lightning Trainer argument; known: "
                              f"{sorted(TRAINER_ARGS)}")
-        if not _fits(value, TRAINER_ARGS[key]):
-            raise ValueError(f"trainer.{key} must be {_describe(TRAINER_ARGS[key])}, got {value!r}")
+        if not fits(value, TRAINER_ARGS[key]):
+            raise ValueError(f"trainer.{key} must be {describe(TRAINER_ARGS[key])}, got {value!r}")
+
+
+def _check_data(data: dict[str, Any]) -> None:
+    """The open ``data`` sections up front: ``options`` are keywords of the format's dataset
+    class, each transforms section names a pipeline (``PIPELINES``) and its parameters."""
+    if data["format"] not in DATASETS:
+        raise ValueError(f"data.format: unknown dataset format {data['format']!r}; choose from {sorted(DATASETS)}")
+    _check_keywords("data.options", DATASETS[data["format"]].__init__, data["options"],
+                    set_by_engine=("self", "root", "split", "transforms", "num_classes", "skip_bad"))
+    for section in ("train_transforms", "val_transforms"):
+        params = dict(data[section])
+        name = params.pop("name", None)
+        if name not in PIPELINES:
+            raise ValueError(f"data.{section}.name: unknown transforms {name!r}; choose from {sorted(PIPELINES)}")
+        _check_keywords(f"data.{section}", PIPELINES[name], params)
+
+
+def _check_keywords(where: str, function: Any, given: dict[str, Any], set_by_engine: Sequence[str] = ()) -> None:
+    """Every key of ``given`` must be a keyword ``function`` takes (other than those the
+    engine passes itself)."""
+    known = sorted(set(inspect.signature(function).parameters) - set(set_by_engine))
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key '{where}.{unknown[0]}'; known here: {known}")
 
 
 def _check_types(defaults: dict[str, Any], config: dict[str, Any], path: tuple[str, ...] = ()) -> None:
@@ -190,43 +234,13 @@ def _check_types(defaults: dict[str, Any], config: dict[str, Any], path: tuple[s
             continue
         number = isinstance(default, (int, float)) and not isinstance(default, bool)
         if where in SIZES and isinstance(value, list):
-            ok = len(value) == 2 and all(_fits(v, float) for v in value)
+            ok = len(value) == 2 and all(fits(v, float) for v in value)
         else:
-            ok = _fits(value, float if number else type(default))
+            ok = fits(value, float if number else type(default))
         if not ok:
             expected = ("a number" + (" or [height, width]" if where in SIZES else "")) if number else \
                 type(default).__name__
             raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _fits(value: Any, annotation: Any) -> bool:
-    """Whether a YAML value fits a type annotation (classes no YAML value can be: no)."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is Any:
-        return True
-    if origin in (typing.Union, type(int | str)):
-        return any(_fits(value, a) for a in args)
-    if origin is typing.Literal:
-        return value in args
-    if annotation is type(None):
-        return value is None
-    if isinstance(value, bool) and annotation is not bool:
-        return False
-    if annotation is float:
-        return isinstance(value, (int, float))
-    kind = origin or annotation  # list[int] -> list
-    return isinstance(kind, type) and isinstance(value, kind)
-
-
-def _describe(annotation: Any) -> str:
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, type(int | str)):
-        return " or ".join(_describe(a) for a in args)
-    if origin is typing.Literal:
-        return " or ".join(repr(a) for a in args)
-    if annotation is type(None):
-        return "null"
-    return getattr(origin or annotation, "__name__", str(annotation))
 
 
 def build_model(spec: dict[str, Any], pretrained: bool = True,
@@ -287,8 +301,12 @@ def build_trainer(config: dict[str, Any], run_dir: Path, has_val: bool = True, r
         LearningRateMonitor(logging_interval="step"),
     ]
     kwargs = {**config["trainer"], **({} if has_val else {"limit_val_batches": 0}), **trainer_overrides}
-    return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=False, plugins=[AtomicCheckpointIO()],
-                     use_distributed_sampler=False, **kwargs)
+    try:
+        return L.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=False, plugins=[AtomicCheckpointIO()],
+                         use_distributed_sampler=False, **kwargs)
+    except MisconfigurationException as e:  # e.g. accelerator gpu on a machine without one
+        settings = ", ".join(f"{key}={kwargs.get(key, 'auto')!r}" for key in ("accelerator", "devices", "strategy"))
+        raise ValueError(f"trainer ({settings}): Lightning cannot run it here: {e}") from None
 
 
 def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = False,

@@ -1,4 +1,4 @@
-"""Images as the model takes them: any supported input (PIL image, ``uint8`` array, path)
+"""Images as the model takes them: any supported input (path, PIL image, array, tensor)
 as ``uint8 [H, W, 3]`` RGB, the size it runs at, and the normalised tensor."""
 
 from __future__ import annotations
@@ -12,25 +12,38 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD, decode_image
+from ..data import IMAGENET_MEAN, IMAGENET_STD, DataError, array_rgb, decode_image, image_rgb, upright_image
 
 
 def load_rgb(image: Any, name: str | None = None) -> np.ndarray:
-    """A PIL image, ``uint8`` array (``[H, W, 3]``, ``[H, W, 4]`` or ``[H, W]``) or image
-    path as ``uint8 [H, W, 3]`` RGB. A file that cannot be decoded raises ``DataError``."""
+    """Any image a user passes as ``uint8 [H, W, 3]`` RGB, the same pixels whatever its form
+    (``data.io``'s conventions): a path (decoded, turned upright by its EXIF orientation),
+    a PIL image of any mode (turned upright too), an array ``[H, W]``, ``[H, W, 3]`` or
+    ``[H, W, 4]`` of ``uint8``, ``uint16`` or float in 0..1, or a torch tensor ``[C, H, W]``
+    (channels first, as torchvision's; C = 1, 3 or 4) or ``[H, W]`` of the same dtypes.
+    Anything else, or an empty image, raises ``DataError`` naming ``name``."""
     if isinstance(image, (str, os.PathLike)):
-        return decode_image(str(image), name or str(image))
+        return decode_image(str(image), name or str(image), upright=True)
+    name = name or "image"
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return image_rgb(upright_image(image), name)
+    if isinstance(image, torch.Tensor):
+        image = _channels_last(image, name)
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 image array, got dtype {image.dtype}")
-        if image.ndim == 2:
-            return np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim == 3 and image.shape[2] in (3, 4):
-            return np.ascontiguousarray(image[:, :, :3])
-        raise ValueError(f"expected an image array [H, W, 3], got shape {image.shape}")
-    raise TypeError(f"expected a PIL image, a uint8 array or a path, got {type(image).__name__}")
+        return array_rgb(image, name)
+    raise TypeError(f"expected a path, a PIL image, a numpy array or a torch tensor, got {type(image).__name__}")
+
+
+def _channels_last(tensor: torch.Tensor, name: str) -> np.ndarray:
+    """A ``[C, H, W]`` or ``[H, W]`` tensor as an ``[H, W, C]`` or ``[H, W]`` array."""
+    if tensor.ndim == 3 and tensor.shape[0] in (1, 3, 4):
+        tensor = tensor.permute(1, 2, 0)
+    elif tensor.ndim != 2:
+        raise DataError(name, f"expected an image tensor [C, H, W] (C = 1, 3 or 4) or [H, W], got shape "
+                              f"{list(tensor.shape)}")
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+        tensor = tensor.float()
+    return tensor.detach().cpu().numpy()
 
 
 def input_size(

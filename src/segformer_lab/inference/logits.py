@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import SegmentationModel
 from .bands import SlideSource, WholeSource, resized_rows
 
 MODES = ("whole", "slide")
+MAX_SCALE = 8.0  # a test-time scale multiplies the input's pixels by its square
 BAND_BYTES = 64 * 2**20  # the score rows computed at once (per view, about)
 
 Pair = int | Sequence[int]
@@ -44,17 +46,38 @@ def _source(model: nn.Module, x: torch.Tensor, mode: str, crop: Pair, stride: Pa
     covering the input is the whole input)."""
     if mode == "slide":
         (crop_h, crop_w), (stride_h, stride_w) = _pair(crop), _pair(stride)
-        if min(stride_h, stride_w) < 1 or stride_h > crop_h or stride_w > crop_w:
-            raise ValueError(f"need 1 <= stride <= crop, got stride {stride} for crop {crop}")
         if not (crop_h >= x.shape[-2] and crop_w >= x.shape[-1]):
             return SlideSource(model, x, (crop_h, crop_w), (stride_h, stride_w), flipped)
     return WholeSource(model(x.flip(-1) if flipped else x))
+
+
+def check_settings(mode: str = "whole", crop: Pair = 512, stride: Pair = 341,
+                   scales: Sequence[float] = (1.0,)) -> None:
+    """The inference settings, checked before any image (a ``ValueError`` naming the
+    setting): a known mode, windows of sides >= the model's smallest input moved by 1..crop
+    pixels (a larger stride leaves pixels no window sees), and one or more finite scales in
+    (0, ``MAX_SCALE``]."""
+    if mode not in MODES:
+        raise ValueError(f"unknown inference mode {mode!r}; choose one of {MODES}")
+    (crop_h, crop_w), (stride_h, stride_w) = _pair(crop), _pair(stride)
+    if min(crop_h, crop_w) < SegmentationModel.min_size:
+        raise ValueError(f"crop {crop}: a window's sides must be >= {SegmentationModel.min_size}, the model's "
+                         "smallest input")
+    if min(stride_h, stride_w) < 1 or stride_h > crop_h or stride_w > crop_w:
+        raise ValueError(f"need 1 <= stride <= crop, got stride {stride} for crop {crop} (a larger stride leaves "
+                         "pixels no window covers)")
+    if not scales:
+        raise ValueError("need at least one scale")
+    for scale in scales:
+        if not 0 < scale <= MAX_SCALE:  # also false for nan
+            raise ValueError(f"scale {scale}: scales must be in (0, {MAX_SCALE:g}]")
 
 
 def slide_logits(model: nn.Module, pixel_values: torch.Tensor, crop: Pair, stride: Pair) -> torch.Tensor:
     """Logits at the input size from overlapping ``crop`` windows, averaged. Windows are
     clipped to the image; when one window covers it, this is whole-image inference and
     the model's stride-4 logits come back as they are (nothing resized)."""
+    check_settings("slide", crop, stride, (1.0,))
     source = _source(model, pixel_values, "slide", crop, stride)
     return source.rows(0, source.size[0])
 
@@ -64,10 +87,7 @@ def logit_bands(model: nn.Module, pixel_values: torch.Tensor, out_size: Sequence
                 flip: bool = False) -> Iterator[tuple[int, int, torch.Tensor]]:
     """``(start, stop, scores)``: rows ``start:stop`` of ``predict_logits``'s result, top
     to bottom, each band about ``BAND_BYTES`` per view."""
-    if mode not in MODES:
-        raise ValueError(f"unknown inference mode {mode!r}; choose one of {MODES}")
-    if not scales:
-        raise ValueError("need at least one scale")
+    check_settings(mode, crop, stride, scales)
     out_h, out_w = out_size = tuple(int(s) for s in out_size)
     views = []
     for scale in scales:

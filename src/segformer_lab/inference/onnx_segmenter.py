@@ -28,6 +28,7 @@ from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..export.check import onnx_session
 from ..export.errors import EXPORT_EXTRA_HINT, first_line
 from ..export.metadata import MetadataError, normalisation, read_metadata
+from .devices import resolve_device
 from .segmenter import Segmenter
 
 # named normalisations for files without metadata: pixel = (rgb / 255 - mean) / std
@@ -156,8 +157,7 @@ class OnnxSegmenter(Segmenter):
         std: Sequence[float] | None = None,
         threads: int | None = None,
     ) -> None:
-        if torch.device(device).type != "cpu":
-            raise ValueError(f"device {device!r}: ONNX files run in onnxruntime on the CPU here; use --device cpu")
+        resolve_device(device, onnx=True)
         self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
         self.model = OnnxModel(path, num_classes=num_classes, mean=mean, std=std, threads=threads)
         self.num_classes = self.model.num_classes

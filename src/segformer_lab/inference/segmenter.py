@@ -13,8 +13,9 @@ from (a checkpoint, a registered name or a model) with the names of its classes.
     seg.overlay(image, labels).save("overlay.jpg")      # colours + legend
     seg.label_image(labels).save("labels.png")          # palette PNG, pixel = class index
 
-Images are PIL images, ``uint8 [H, W, 3]`` arrays or paths. They are normalised with
-ImageNet's mean and standard deviation, resized to ``size`` if given (else kept, with
+Images are paths, PIL images, arrays or tensors, read by ``load_rgb`` (the same pixels
+whatever the form; photos turned upright by their EXIF orientation). They are normalised
+with ImageNet's mean and standard deviation, resized to ``size`` if given (else kept, with
 sides below 32 scaled up to the model's minimum), and the logits are upsampled once, to
 the image's own size. ``mode="slide"`` runs overlapping ``crop`` windows (large images).
 Inference itself is ``predict_labels`` (band by band: no full-size score map
@@ -37,8 +38,9 @@ from PIL import Image
 from ..models import SegmentationModel, open_model
 from ..models.labels import resolve_class_names
 from .colours import label_image, overlay_image, palette_for
+from .devices import resolve_device
 from .images import input_size, load_rgb, to_pixel_values
-from .logits import MODES, predict_labels
+from .logits import check_settings, predict_labels
 
 
 # --- the API --------------------------------------------------------------------------
@@ -103,13 +105,10 @@ class Segmenter:
 
     def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of) -> None:
         """Check and keep the inference settings (shared with ``OnnxSegmenter``)."""
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
         if size is not None and (len(size) != 2 or min(size) < SegmentationModel.min_size):
             raise ValueError(f"size must be (H, W) with sides >= {SegmentationModel.min_size}, got {size}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: CUDA is not available in this torch build or machine")
+        self.device = resolve_device(device)
+        check_settings(mode, crop, stride, scales)
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.mode, self.crop, self.stride = mode, crop, stride
         self.scales, self.flip = tuple(scales), flip

@@ -11,9 +11,12 @@ round-trips through plain dicts (and so JSON or YAML) with ``to_dict`` / ``from_
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..layers.activation import ACTIVATIONS
 from ..layers.attention import KV_POOLINGS
@@ -38,6 +41,71 @@ MIT_SR_RATIOS = (8, 4, 2, 1)
 
 class ConfigError(ValueError):
     """A configuration that cannot describe a valid model."""
+
+
+def check_types(expected: Mapping[str, Any], values: Mapping[str, Any], where: str = "") -> None:
+    """Each of ``values`` named in ``expected`` (name -> type, as annotated: ``int``,
+    ``float | None``, ``tuple[int, ...]``, a config class) must be of its type, as JSON
+    gives it (a list for a tuple, a mapping for a config class); else a ``ConfigError``
+    naming ``where``, the field and the value (a ``"32"``, a ``3.0`` for an integer)."""
+    for name, value in values.items():
+        if name in expected and not fits(value, expected[name]):
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(f"{prefix}{name} must be {describe(expected[name])}, got {value!r}")
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """A config dataclass's fields -> their annotated types."""
+    return typing.get_type_hints(cls)
+
+
+def fits(value: Any, kind: Any) -> bool:
+    """Whether a value as JSON or YAML gives it fits a type annotation: a list for a tuple or
+    list (each item fitting), a mapping for a dict or a config class, an int for a float,
+    never a bool for a number; a class no such value can be (a Lightning ``Profiler``): no."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if kind is type(None):
+        return value is None
+    if isinstance(value, bool) and kind is not bool:
+        return False
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            return all(fits(v, args[0]) for v in value) if args else True
+        return len(value) == len(args) and all(fits(v, a) for v, a in zip(value, args))
+    if kind is float:
+        return isinstance(value, (int, float))
+    if dataclasses.is_dataclass(kind):
+        return isinstance(value, (kind, dict))
+    kind = origin or kind  # dict[str, str] -> dict
+    return isinstance(kind, type) and isinstance(value, kind)
+
+
+def describe(kind: Any) -> str:
+    """``kind`` (a type annotation) in words, as a user writing JSON or YAML reads it."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(arg) for arg in args)
+    if origin is typing.Literal:
+        return " or ".join(repr(arg) for arg in args)
+    if origin in (tuple, list):
+        fixed = origin is tuple and args and args[-1] is not Ellipsis
+        return f"a list{f' of {len(args)}' if fixed else ''}{f' (each {describe(args[0])})' if args else ''}"
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null",
+             dict: "a mapping"}
+    if (origin or kind) in words:
+        return words[origin or kind]
+    if dataclasses.is_dataclass(kind):
+        return f"a mapping of {kind.__name__} fields"
+    return getattr(origin or kind, "__name__", str(kind))
 
 
 def check_choice(where: str, name: str, value: str, choices: Iterable[str]) -> None:
@@ -105,6 +173,7 @@ class StageConfig:
 
     def validate(self, index: int) -> None:
         where = f"stage {index}"
+        check_types(field_types(StageConfig), _fields(self), where)
         for name in ("width", "depth", "num_heads", "sr_ratio", "patch_size", "stride", "kv_grid"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
@@ -163,6 +232,7 @@ class RopeConfig:
             object.__setattr__(self, "reference_size", tuple(self.reference_size))
 
     def validate(self) -> None:
+        check_types(field_types(RopeConfig), _fields(self), "rope")
         if self.theta is not None and self.theta <= 1:
             raise ConfigError(f"rope theta must be > 1, got {self.theta}")
         if self.key_positions not in KEY_POSITIONS:
@@ -194,6 +264,7 @@ class DecoderConfig:
     resizer: bool = False
 
     def validate(self) -> None:
+        check_types(field_types(DecoderConfig), _fields(self), "decoder")
         check_choice("decoder", "type", self.type, HEADS)
         check_choice("decoder", "act", self.act, DECODER_ACTIVATIONS)
         check_choice("decoder", "dropout_mode", self.dropout_mode, DROPOUTS)
@@ -224,6 +295,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # Accept lists/dicts (as read from JSON) and normalise them to the typed form.
+        # class_names and palette are normalised (and checked) on their own, below.
+        own = {name: kind for name, kind in field_types(ModelConfig).items() if name not in ("class_names", "palette")}
+        check_types(own, _fields(self), "config")
         stages = tuple(section(StageConfig, s, f"stage {i}") for i, s in enumerate(self.stages))
         object.__setattr__(self, "stages", stages)
         if self.input_resizer is not None:
@@ -327,6 +401,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """The config of a ``to_dict`` dict (``id2label`` becomes ``class_names``)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a model config is a mapping of its fields, got {type(d).__name__}")
         if "id2label" in d:
             d = dict(d)
             try:
@@ -345,14 +421,22 @@ class ModelConfig:
 
 def section(cls: type, value: Any, where: str) -> Any:
     """``value`` as a ``cls`` (a config dataclass): built from its dict (as read from JSON),
-    an unknown field a ``ConfigError`` naming ``where`` and the field."""
-    if not isinstance(value, dict):
+    an unknown field or a value of the wrong type a ``ConfigError`` naming ``where`` and the field."""
+    if isinstance(value, cls):
         return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping of {cls.__name__} fields, got {value!r}")
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(value) - valid)
     if unknown:
         raise ConfigError(f"unknown {where} field(s) {unknown}; valid fields: {sorted(valid)}")
+    check_types(field_types(cls), value, where)
     return cls(**value)
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    """A config dataclass's fields and their values, unconverted."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def mit_stages(widths, depths, heads=MIT_HEADS, sr_ratios=MIT_SR_RATIOS) -> tuple[StageConfig, ...]:

@@ -242,9 +242,13 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
     """The local path of a checkpoint given as a path or a Hub id.
 
     An existing path is returned as it is (a local path wins over a Hub id of the same
-    spelling); a Hub id becomes the directory of its snapshot in huggingface_hub's cache
+    spelling, and so does a symbolic link whose target is missing: that is a broken path,
+    not a Hub id); a Hub id becomes the directory of its snapshot in huggingface_hub's cache
     (``download``); anything else is returned as a path, for the caller's "no checkpoint"."""
     path = Path(source)
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(f"{source} is a broken symbolic link: its target {os.readlink(path)} does not exist "
+                              "(fix or remove the link; a Hub id of the same spelling is not read instead)")
     hub_id = None if path.exists() else parse_hub_id(source)
     if hub_id is None:
         return path
@@ -279,7 +283,9 @@ def download(repo_id: str, revision: str | None = None, token: str | None = None
         except Exception as err:  # noqa: BLE001 - offline, not found, network: one line for each, below
             raise HubError(_fetch_failure(hub, source, repo_id, revision, err)) from err
         if (snapshot / weights).is_file():
+            _check_links(snapshot, source)
             return snapshot
+        _check_links(snapshot, source)  # a weights link to a missing blob is a damaged cache, not a missing file
         wanted = snapshot.name  # the commit just resolved: the next file comes from the same snapshot
     if partial is not None:
         raise HubError(_fetch_failure(hub, source, repo_id, revision, partial)) from partial
@@ -287,6 +293,16 @@ def download(repo_id: str, revision: str | None = None, token: str | None = None
         f"{source}: the Hugging Face Hub model has neither {' nor '.join(HF_WEIGHTS_NAMES)} at revision "
         f"{revision or 'main'} (sharded or TensorFlow-only repositories are not read)"
     )
+
+
+def _check_links(snapshot: Path, source: str) -> None:
+    """A cached snapshot whose file links to a blob that is gone (an interrupted clean-up, a
+    partly copied cache) is a ``HubError`` saying so, with how to fetch it again."""
+    broken = sorted(p.name for p in snapshot.iterdir() if p.is_symlink() and not p.exists())
+    if broken:
+        storage = snapshot.parent.parent
+        raise HubError(f"{source}: the Hugging Face cache is damaged: {', '.join(broken)} in {snapshot} link(s) to "
+                       f"missing blobs; delete {storage} and fetch the model again")
 
 
 def _fetch_failure(hub, source: str, repo_id: str, revision: str | None, err: Exception) -> str:

@@ -49,9 +49,13 @@ def read_config(directory: Path) -> dict[str, Any] | None:
     if not config_file.is_file():
         return None
     try:
-        return json.loads(config_file.read_text())
+        config = json.loads(config_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{config_file} is not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_file}: the top level must be a JSON object of config fields, got "
+                              f"{type(config).__name__}")
+    return config
 
 
 def own_config(config: Any, where: Path | str) -> tuple[str | None, dict[str, Any]] | None:

@@ -25,7 +25,7 @@ from ..engine.evaluation import model_classes
 from ..inference import MODES
 from ..models.labels import resolve_class_names
 from ..analysis.eval_plots import require_matplotlib, write_plots
-from .options import add_onnx_arguments, non_negative_int, onnx_options, positive_int, positive_int_list
+from .options import add_onnx_arguments, non_negative_int, onnx_options, positive_int, positive_int_list, scale
 
 CONFUSED_PAIRS = 5  # listed after the per-class table
 
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "else whole)")
     p.add_argument("--crop", type=positive_int, help="sliding window size (default 512)")
     p.add_argument("--stride", type=positive_int, help="sliding window stride (default 341)")
-    p.add_argument("--scales", type=float, nargs="+", metavar="S", help="test scales, averaged (e.g. 0.5 0.75 1.0 "
+    p.add_argument("--scales", type=scale, nargs="+", metavar="S", help="test scales, averaged (e.g. 0.5 0.75 1.0 "
                    "1.25 1.5 1.75)")
     p.add_argument("--flip", action="store_true", default=None, help="add horizontally flipped inputs")
     p.add_argument("--sizes", type=positive_int_list, metavar="S1,S2,...",

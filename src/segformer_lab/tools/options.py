@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from ..inference import NORMALIZATIONS
+from ..inference.logits import MAX_SCALE
 
 
 def _integer(text: str) -> int:
@@ -28,6 +29,17 @@ def non_negative_int(text: str) -> int:
     value = _integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def scale(text: str) -> float:
+    """A test-time scale: a number in (0, ``MAX_SCALE``] (not 0, negative, nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= MAX_SCALE:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_SCALE:g}], got {text!r}")
     return value
 
 

@@ -34,7 +34,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .._io import atomic_write
-from ..data import IMAGE_SUFFIXES, DataError
+from ..data import IMAGE_SUFFIXES, DataError, read_text
 from ..inference import (
     MAX_PALETTE_CLASSES,
     MODES,
@@ -44,7 +44,7 @@ from ..inference import (
     load_rgb,
     open_segmenter,
 )
-from .options import add_onnx_arguments, onnx_options, positive_int
+from .options import add_onnx_arguments, onnx_options, positive_int, scale
 
 log = logging.getLogger("segformer_lab")
 
@@ -286,7 +286,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="whole image, or sliding windows for large images (default whole)")
     p.add_argument("--crop", type=positive_int, default=512, help="sliding window size (default 512)")
     p.add_argument("--stride", type=positive_int, default=341, help="sliding window stride (default 341)")
-    p.add_argument("--scales", type=float, nargs="+", default=(1.0,), metavar="S",
+    p.add_argument("--scales", type=scale, nargs="+", default=(1.0,), metavar="S",
                    help="test-time scales, probabilities averaged (default 1.0)")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs (test-time augmentation)")
     p.add_argument("--batch", type=positive_int, default=1, metavar="N",
@@ -301,7 +301,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     class_names = None
     if args.class_names:
-        class_names = [ln.strip() for ln in Path(args.class_names).read_text().splitlines() if ln.strip()]
+        class_names = [ln.strip() for ln in read_text(args.class_names).splitlines() if ln.strip()]
     try:
         segmenter = open_segmenter(
             args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..ade20k import ADE20K_CLASSES, ADE20K_SPLITS
-from ..io import IMAGE_SUFFIXES, DataError, decode_image, warn
+from ..io import IMAGE_SUFFIXES, DataError, decode_image, read_text, warn
 from ..palettes import Palette, decode_colour_mask, read_palette
 from .base import SegmentationDataset, Transform, split_name
 
@@ -60,11 +60,20 @@ class FolderDataset(SegmentationDataset):
     @classmethod
     def splits(cls, root: str | Path) -> list[str]:
         """The split folders under ``root/images`` (for ADE20K, ``root`` may be its parent)."""
+        images = cls._layout_root(root) / cls.image_dir
+        return sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
+
+    @classmethod
+    def mask_folder(cls, root: str | Path, split: str) -> Path:
+        """Where the masks of ``split`` are (whether or not the split would load)."""
+        return cls._layout_root(root) / cls.mask_dir / split_name(split, cls.split_aliases)
+
+    @classmethod
+    def _layout_root(cls, root: str | Path) -> Path:
         root = Path(root)
         if not (root / cls.image_dir).is_dir() and (root / "ADEChallengeData2016").is_dir():
-            root = root / "ADEChallengeData2016"
-        images = root / cls.image_dir
-        return sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
+            return root / "ADEChallengeData2016"
+        return root
 
     def _classes(self, classes: Sequence[str] | None, num_classes: int | None) -> Sequence[str]:
         if classes is not None:
@@ -74,7 +83,7 @@ class FolderDataset(SegmentationDataset):
             if num_classes is None:
                 raise DataError(str(path), "missing (or pass num_classes / classes)")
             return [f"class_{i}" for i in range(num_classes)]
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [line.strip() for line in read_text(path).splitlines()]
         while names and not names[-1]:
             names.pop()
         for lineno, name in enumerate(names, 1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..io import DataError, decode_image
+from ..io import DataError, decode_image, read_text
 from .base import BaseDataset, Transform, split_name
 
 
@@ -21,7 +21,7 @@ class TinyImageNetDataset(BaseDataset):
         wnids_path = self.root / "wnids.txt"
         if not wnids_path.is_file():
             raise DataError(str(wnids_path), "missing")
-        self._set_classes(wnids_path.read_text().split(), num_classes, str(wnids_path))
+        self._set_classes(read_text(wnids_path).split(), num_classes, str(wnids_path))
         index = {wnid: i for i, wnid in enumerate(self.classes)}
         if self.split == "train":
             self.samples = self._train(index)
@@ -51,7 +51,7 @@ class TinyImageNetDataset(BaseDataset):
         if not table.is_file():
             raise DataError(str(table), "missing")
         labels: dict[str, int] = {}
-        for lineno, line in enumerate(table.read_text().splitlines(), 1):
+        for lineno, line in enumerate(read_text(table).splitlines(), 1):
             if not line.strip():
                 continue
             fields = line.split("\t")

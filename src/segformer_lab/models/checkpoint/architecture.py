@@ -16,6 +16,7 @@ from ..config import (
     DecoderConfig,
     ModelConfig,
     StageConfig,
+    check_types,
 )
 from ..labels import names_from_id2label
 from ..pretrained import CONFIG_NAME, MODEL_CONFIG_KEY, CheckpointError
@@ -49,8 +50,8 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
         encoder_only = not any(k.startswith("decode_head.") for k in converted)
         try:
             return config_from_hf(source.hf_config, encoder_only, notes)
-        except CheckpointError as e:
-            raise CheckpointError(f"{source.path}: {e}") from None
+        except (CheckpointError, ConfigError) as e:
+            raise CheckpointError(f"{source.path / CONFIG_NAME}: {e}") from None
     try:
         config = infer_config(converted, notes)
     except CheckpointError as e:
@@ -77,10 +78,22 @@ def boost_original_config(source: Source, converted: dict[str, torch.Tensor], no
         raise CheckpointError(f"{where}: {e}") from None
 
 
+# the types of the SegformerConfig entries read here, as JSON gives them
+HF_TYPES = {
+    "num_encoder_blocks": int, "hidden_sizes": tuple[int, ...], "depths": tuple[int, ...],
+    "num_attention_heads": tuple[int, ...], "sr_ratios": tuple[int, ...], "patch_sizes": tuple[int, ...],
+    "strides": tuple[int, ...], "mlp_ratios": tuple[float, ...], "num_labels": int, "id2label": dict[str, str],
+    "decoder_hidden_size": int, "classifier_dropout_prob": float, "num_channels": int, "drop_path_rate": float,
+    "hidden_act": str,
+}  # fmt: skip
+
+
 def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> ModelConfig:
     """A ``ModelConfig`` from a ``SegformerConfig`` dict (missing entries take
     transformers' defaults, which are MiT-B0's), or the RoPE seed's (``rope_seed``); its
-    ``id2label`` names the classes (transformers' ``LABEL_k`` placeholders name nothing)."""
+    ``id2label`` names the classes (transformers' ``LABEL_k`` placeholders name nothing).
+    An entry of the wrong type is a ``ConfigError`` naming it (its own name, not ours)."""
+    check_types(HF_TYPES, hf)
     if hf.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(f"hidden_act {hf['hidden_act']!r} is not supported (SegFormer uses 'gelu')")
     n = hf.get("num_encoder_blocks", 4)
@@ -95,7 +108,7 @@ def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> 
     }
     bad = {k: v for k, v in lists.items() if len(v) != n}
     if bad:
-        raise CheckpointError(f"{CONFIG_NAME}: num_encoder_blocks is {n} but {bad} have other lengths")
+        raise CheckpointError(f"num_encoder_blocks is {n} but {bad} have other lengths")
     stages = tuple(
         StageConfig(width=w, depth=d, num_heads=h, sr_ratio=r, patch_size=p, stride=s, mlp_ratio=float(m))
         for w, d, h, r, p, s, m in zip(*lists.values())
@@ -112,7 +125,7 @@ def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> 
     try:
         class_names = names_from_id2label(hf["id2label"]) if hf.get("id2label") and not encoder_only else None
     except ValueError as e:
-        raise CheckpointError(f"{CONFIG_NAME}: {e}") from None
+        raise CheckpointError(str(e)) from None
     decoder = DecoderConfig(
         width=hf.get("decoder_hidden_size", 256), dropout=hf.get("classifier_dropout_prob", 0.1)
     )
