@@ -28,7 +28,7 @@ WHY = {
     "trainer": "it changes the batches one step trains on, and the saved data position would not fit",
 }
 MISSING = object()
-DESCRIPTIVE = ("id2label", "palette")  # config.json keys that name the classes: a checkpoint without them fits
+DESCRIPTIVE = ("id2label", "palette", "preprocessing")  # config.json keys that describe, not build: a checkpoint without them fits
 
 
 def _changes(old: Any, new: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any, Any]]:

@@ -14,8 +14,7 @@ it holds beyond its label map is the stride-4 logits of the rows of windows that
 the current band plus a band of about ``BAND_BYTES``. ``predict_logits`` returns the
 full-size scores, so it holds one such map (its result) and no second one.
 
-``MODES`` names the inference modes; the engine's validation, ``eval`` and ``predict``
-all take theirs from here.
+``MODES`` (``data.preprocessing``, re-exported here) names the inference modes.
 """
 
 from __future__ import annotations
@@ -26,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import MODES
 from .bands import SlideSource, WholeSource, resized_rows
 
-MODES = ("whole", "slide")
 BAND_BYTES = 64 * 2**20  # the score rows computed at once (per view, about)
 
 Pair = int | Sequence[int]

@@ -18,8 +18,8 @@ import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 
 from ..._io import write_json
-from ...data import build_dataset
-from ...engine import load_for_eval
+from ...engine import dataset_view, load_for_eval
+from ...engine.recipe import recipe_preprocessing
 from ...models import get_config
 from .budget import DEFAULT_BUDGET_MIN, PLAN_FRACTION, make_plan, usable_cores
 from .dataset import (DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, IMAGE_SIZE, dataset_meta, majority_baseline,
@@ -95,7 +95,9 @@ def run_stages(args: argparse.Namespace, out: Path, models: list[str], clock: fl
     base = load_recipe(args.config, args.overrides)
     base["data"]["root"], base["model"]["num_classes"] = str(root), num_classes
     device = device_of(base)
-    eval_set = build_dataset("ade20k", root, base["data"]["val_split"], transforms="none", num_classes=num_classes)
+    # the recipe's preprocessing at the images' own size: each run's scoring resizes to the swept short sides
+    own_size = recipe_preprocessing(base).replace(scale=None, size=None, multiple_of=None)
+    eval_set = dataset_view(("ade20k", str(root)), base["data"]["val_split"], own_size, num_classes)
     latency_rounds = 1 + args.latency_repeats if args.latency_repeats > 0 else 0
     config, threads, plan_note = make_plan(out, base, models, runs_total, eval_set, latency_rounds, clock,
                                            steps=args.steps, budget=args.budget, threads=args.threads)

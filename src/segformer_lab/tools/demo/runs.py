@@ -133,8 +133,11 @@ def run_variant(config: dict[str, Any], run_dir: Path, eval_set, sizes: Sequence
         trained = {"steps": steps, "train_time_s": earlier + seconds, "sessions": len(read_json(
             run_dir / SESSIONS_FILE) or [])}
         write_json(run_dir / TRAINED_FILE, trained)
-    model, _ = load_for_eval(last)  # the final weights (not the best validation: no selection on val)
-    scores = evaluate(model, eval_set, sizes=list(sizes), device=device, progress=progress)
+    # the final weights (not the best validation: no selection on val), scored as the run's recipe says
+    # (engine.run_recipe): its preprocessing's interpolation at each short side, its inference settings
+    model, recipe = load_for_eval(last)
+    scores = evaluate(model, eval_set, sizes=list(sizes), device=device, progress=progress,
+                      preprocessing=recipe.preprocessing, **recipe.inference)
     classes = list(getattr(eval_set, "classes", ()))
     result = {
         "model": config["model"]["name"],
