@@ -299,14 +299,17 @@ def resize_pixels(pixel_values: torch.Tensor, size: Sequence[int], interpolation
 
 
 def choose_preprocessing(stored: Preprocessing | None, default: Preprocessing, source: str,
-                         **given: Any) -> tuple[Preprocessing, str]:
+                         own_size: bool = False, **given: Any) -> tuple[Preprocessing, str]:
     """The preprocessing to use and one line saying which and where it came from:
     ``given`` values (None: not given; the command line's) over ``stored`` (the model's,
-    from ``source``), else over ``default`` (a model that stores none)."""
+    from ``source``), else over ``default`` (a model that stores none); ``own_size``:
+    no resize (images at their own size)."""
     base, origin = (stored, f"stored with {source}") if stored is not None else \
         (default, f"the defaults: {source} stores none")
+    if own_size:
+        base = base.replace(scale=None, size=None)
     chosen = base.override(**given)
-    named = [key for key, value in given.items() if value is not None]
+    named = [key for key, value in given.items() if value is not None] + (["own size"] if own_size else [])
     if named:
         origin += "; " + ", ".join(named) + " from the options"
     return chosen, f"preprocessing: {chosen.describe()} ({origin})"

@@ -161,11 +161,12 @@ class OnnxSegmenter(Segmenter):
         std: Sequence[float] | None = None,
         threads: int | None = None,
         scale: Sequence[int] | None = None,
+        own_size: bool = False,
         preprocessing: Preprocessing | None = None,
     ) -> None:
         if torch.device(device).type != "cpu":
             raise ValueError(f"device {device!r}: ONNX files run in onnxruntime on the CPU here; use --device cpu")
-        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of, scale)
+        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of, scale, own_size)
         self.model = OnnxModel(path, num_classes=num_classes, mean=mean, std=std, threads=threads)
         self.num_classes = self.model.num_classes
         self._set_classes(class_names, self.model.class_names, str(path), self.model.palette)

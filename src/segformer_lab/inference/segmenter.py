@@ -74,7 +74,7 @@ class Segmenter:
     registered model name (random weights; ``num_classes`` sets its classes) or a
     ``SegmentationModel``. ``preprocessing``: how images reach the model (default: the
     model's own; see the module notes); ``size`` (a fixed ``(H, W)``), ``scale`` (keep the
-    aspect ratio within ``(long, short)``), ``multiple_of`` (sides rounded up, as mmseg's
+    aspect ratio within ``(long, short)``), ``own_size`` (no resize), ``multiple_of`` (sides rounded up, as mmseg's
     AlignedResize with 32), ``mode`` (``"whole"`` or ``"slide"``: ``crop`` windows every
     ``stride`` pixels, averaged) change it. ``scales`` and ``flip``: test-time augmentation
     (probabilities averaged).
@@ -96,9 +96,10 @@ class Segmenter:
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         scale: Sequence[int] | None = None,
+        own_size: bool = False,
         preprocessing: Preprocessing | None = None,
     ) -> None:
-        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of, scale)
+        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of, scale, own_size)
         self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
         self.num_classes = self.model.config.num_classes
         config = self.model.config
@@ -121,19 +122,19 @@ class Segmenter:
         self.class_names = resolve_class_names(given, self.num_classes, where)
         self.palette = palette_for(self.num_classes, stored_palette)
 
-    def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of, scale) -> None:
+    def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of, scale, own_size) -> None:
         """Check and keep the inference settings (shared with ``OnnxSegmenter``)."""
         if mode is not None and mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-        if size is not None and scale is not None:
-            raise ValueError("give size (a fixed H x W) or scale (keep the aspect ratio), not both")
+        if sum((size is not None, scale is not None, own_size)) > 1:
+            raise ValueError("give one of size (a fixed H x W), scale (keep the aspect ratio) and own_size")
         if size is not None and (len(size) != 2 or min(size) < SegmentationModel.min_size):
             raise ValueError(f"size must be (H, W) with sides >= {SegmentationModel.min_size}, got {size}")
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: CUDA is not available in this torch build or machine")
-        self._given = {"size": size, "scale": scale, "multiple_of": multiple_of, "mode": mode, "crop": crop,
-                       "stride": stride}
+        self._given = {"own_size": own_size, "size": size, "scale": scale, "multiple_of": multiple_of, "mode": mode,
+                       "crop": crop, "stride": stride}
         self.scales, self.flip = tuple(scales), flip
 
     def __repr__(self) -> str:

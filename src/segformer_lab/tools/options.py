@@ -61,6 +61,7 @@ def add_preprocessing_arguments(p: argparse.ArgumentParser) -> None:
     resize.add_argument("--scale", nargs=2, type=positive_int, metavar=("LONG", "SHORT"),
                         help="resize keeping the aspect ratio, long side <= LONG and short side <= SHORT "
                         "(mmseg's 2048 512)")
+    resize.add_argument("--own-size", action="store_true", help="no resize: images at their own size")
     group.add_argument("--multiple-of", type=positive_int, metavar="N",
                        help="round the model's input sides up to multiples of N (32: mmseg's AlignedResize)")
     group.add_argument("--mode", choices=MODES, help="whole image, or sliding windows for large images")
@@ -70,7 +71,7 @@ def add_preprocessing_arguments(p: argparse.ArgumentParser) -> None:
 
 def preprocessing_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``add_preprocessing_arguments`` values (None: not given), for ``choose_preprocessing``."""
-    return {key: getattr(args, key) for key in PREPROCESSING_OPTIONS}
+    return {"own_size": args.own_size, **{key: getattr(args, key) for key in PREPROCESSING_OPTIONS}}
 
 
 def add_onnx_arguments(p: argparse.ArgumentParser, num_classes: bool = True) -> None:
