@@ -18,6 +18,8 @@ from PIL import Image
 import segformer_lab as sl
 from segformer_lab import cli
 from segformer_lab.data import Preprocessing
+from segformer_lab.engine import resolve_config, train
+from segformer_lab.engine.recipe import recipe_preprocessing
 from segformer_lab.inference import open_segmenter
 from segformer_lab.models import mit_stages
 
@@ -162,3 +164,14 @@ def test_transformers_pipeline_opens_the_export_and_agrees_with_segmenter(traine
     expected = sl.Segmenter(trained["run"]).predict(image)
     assert (labels == expected).mean() > 0.98
     assert sl.load_model(out).config.preprocessing.scale == (64, 32)  # ours in full travels too
+
+
+def test_a_validation_pipeline_that_is_not_a_preprocessing_is_refused_up_front(tmp_path):
+    config = resolve_config({"data": {"root": str(tmp_path), "val_transforms": {"name": "rope_seed", "size": [64, 64]}}})
+    with pytest.raises(ValueError, match=r"data.val_transforms: 'rope_seed' is not a validation pipeline"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+    config = resolve_config({"data": {"val_transforms": {"name": "val", "size": [64, 64], "multiple_of": 32}},
+                             "val": {"mode": "slide", "crop": [64, 96], "stride": 48}})
+    assert recipe_preprocessing(config) == Preprocessing(size=(64, 64), multiple_of=32, mode="slide", crop=(64, 96),
+                                                         stride=(48, 48))
