@@ -112,7 +112,7 @@ class Segmenter:
         """The preprocessing images get (shared with ``OnnxSegmenter``): the options given
         over ``stored`` (the model's), else over ``default``; ``preprocessing_line`` says which."""
         self.preprocessing, self.preprocessing_line = choose_preprocessing(stored, default, source, **self._given)
-        log.info("%s", self.preprocessing_line)
+        log.debug("%s", self.preprocessing_line)
 
     def _set_classes(self, class_names: Sequence[str] | None, stored: Sequence[str] | None, source: str,
                      stored_palette: Any) -> None:
