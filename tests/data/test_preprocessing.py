@@ -81,9 +81,9 @@ def test_transformers_image_processor_both_ways():
 def test_options_over_the_stored_over_the_defaults():
     stored = Preprocessing(scale=(4096, 128), multiple_of=32)
     chosen, line = choose_preprocessing(stored, DATASET_DEFAULT, "runs/b0")
-    assert chosen == stored and line == ("preprocessing: short side <= 128 and long side <= 4096 (keep ratio), sides "
-                                         "rounded up to multiples of 32, bilinear antialiased, ImageNet mean/std, whole "
-                                         "image (stored with runs/b0)")
+    assert chosen == stored and line == (
+        "preprocessing: short side <= 128 and long side <= 4096 (keep ratio), sides rounded up to multiples of 32, "
+        "bilinear antialiased, ImageNet mean/std, whole image (stored with runs/b0)")
     chosen, line = choose_preprocessing(stored, DATASET_DEFAULT, "runs/b0", size=(64, 64), mode=None)
     assert chosen.size == (64, 64) and chosen.scale is None and chosen.multiple_of == 32
     assert line.endswith("(stored with runs/b0; size from the options)")

@@ -167,7 +167,8 @@ def test_transformers_pipeline_opens_the_export_and_agrees_with_segmenter(traine
 
 
 def test_a_validation_pipeline_that_is_not_a_preprocessing_is_refused_up_front(tmp_path):
-    config = resolve_config({"data": {"root": str(tmp_path), "val_transforms": {"name": "rope_seed", "size": [64, 64]}}})
+    rope_seed = {"name": "rope_seed", "size": [64, 64]}  # a training pipeline (colour jitter, masks resized)
+    config = resolve_config({"data": {"root": str(tmp_path), "val_transforms": rope_seed}})
     with pytest.raises(ValueError, match=r"data.val_transforms: 'rope_seed' is not a validation pipeline"):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything is written

@@ -142,8 +142,8 @@ def test_only_config_preprocessor_and_weights_are_fetched(published, hf_cache, m
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", recording)
     assert hub.download("someone/bin-only") == snapshot
-    assert calls == [(None, ["config.json", "preprocessor_config.json", "model.safetensors"]),
-                     (snapshot.name, ["config.json", "preprocessor_config.json", "pytorch_model.bin"])]  # the same commit
+    assert calls == [(None, ["config.json", "preprocessor_config.json", "model.safetensors"]),  # then the same commit:
+                     (snapshot.name, ["config.json", "preprocessor_config.json", "pytorch_model.bin"])]
 
     (bin_only / "pytorch_model.bin").unlink()
     hub_cache(hf_cache, "someone/no-weights", bin_only)

@@ -76,7 +76,8 @@ from .transforms import (
 )
 
 __all__ = [
-    "DATASET_DEFAULT", "IMAGE_DEFAULT", "MODES", "Preprocessing", "PreprocessingError", "choose_preprocessing", "resize_pixels",
+    "DATASET_DEFAULT", "IMAGE_DEFAULT", "MODES", "Preprocessing", "PreprocessingError", "choose_preprocessing",
+    "resize_pixels",
     "ADE20K_CLASSES", "ADE20K_PALETTE", "CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "DATASETS", "KNOWN_PALETTES",
     "VOC_CLASSES", "VOC_PALETTE", "CityscapesDataset", "Palette", "read_palette", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD",
     "IMAGE_SUFFIXES", "PIPELINES", "SCENE_AMBIGUOUS_PAIRS", "SCENE_CLASSES", "SCENE_PALETTE",

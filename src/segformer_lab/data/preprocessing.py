@@ -98,7 +98,8 @@ class Preprocessing:
         if self.scale is not None and self.size is not None:
             raise PreprocessingError("preprocessing: give scale (keep the aspect ratio) or size (fixed), not both")
         if self.multiple_of is not None and (isinstance(self.multiple_of, bool) or int(self.multiple_of) < 1):
-            raise PreprocessingError(f"preprocessing multiple_of: expected a positive integer, got {self.multiple_of!r}")
+            raise PreprocessingError(f"preprocessing multiple_of: expected a positive integer, "
+                                     f"got {self.multiple_of!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise PreprocessingError(f"preprocessing interpolation: {self.interpolation!r} is unknown; choose one "
                                      f"of {INTERPOLATIONS}")
@@ -156,8 +157,14 @@ class Preprocessing:
         return {"mode": self.mode, "crop": self.crop, "stride": self.stride}
 
     def at_short_side(self, side: int) -> Preprocessing:
-        """The same, resized so that the short side is ``side`` (a resolution sweep)."""
+        """The same, resized so that the short side is ``side`` (a resolution sweep; the
+        long side unbounded)."""
         return self.replace(scale=(10**6, side), size=None)
+
+    def at_own_size(self) -> Preprocessing:
+        """The same without its resize or alignment: images read at their own size (what a
+        resolution sweep resizes from)."""
+        return self.replace(scale=None, size=None, multiple_of=None)
 
     def override(self, **given: Any) -> Preprocessing:
         """The same with the values given (None: not given) put over it; a given ``size``
@@ -250,7 +257,7 @@ class Preprocessing:
                 raise PreprocessingError(f"{where}: size {dict(size)} is not height/width nor shortest_edge")
         elif isinstance(size, int):  # an old processor's square size
             changes["size"] = (size, size)
-        if "resample" in d:
+        if "resample" in d:  # PIL's other filters (nearest, lanczos...) run as the closest of ours, bilinear
             changes["interpolation"] = {v: k for k, v in PIL_RESAMPLE.items()}.get(d["resample"], "bilinear")
         if d.get("do_normalize", True):
             changes.update(mean=d.get("image_mean", IMAGENET_MEAN), std=d.get("image_std", IMAGENET_STD))

@@ -68,7 +68,8 @@ def model_classes(model: SegmentationModel | OnnxModel) -> tuple[int, tuple[str,
 @torch.no_grad()
 def evaluate(model: SegmentationModel | OnnxModel, dataset: Dataset, sizes: Sequence[int] | None = None,
              device: str | torch.device | None = None, num_workers: int = 0, progress: bool = True,
-             preprocessing: Preprocessing = IMAGE_DEFAULT, **inference: Any) -> dict[int | None, dict[str, torch.Tensor]]:
+             preprocessing: Preprocessing = IMAGE_DEFAULT, **inference: Any
+             ) -> dict[int | None, dict[str, torch.Tensor]]:
     """Scores (``metrics.scores`` plus ``confmat``) of ``model`` on ``dataset`` (whose
     transforms prepare the images: a ``Preprocessing``), one image at a time, with
     ``predict_labels(**inference)``. Without ``sizes`` the key is None; with ``sizes``,

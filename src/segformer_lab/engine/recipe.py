@@ -32,8 +32,9 @@ def recipe_preprocessing(config: dict[str, Any]) -> Preprocessing:
     spec = dict(config["data"]["val_transforms"])
     name = spec.pop("name")
     if name not in VALIDATION_PIPELINES:
-        raise ValueError(f"data.val_transforms: {name!r} is not a validation pipeline ({', '.join(VALIDATION_PIPELINES)}:"
-                         " a resize and normalisation every consumer of the model can repeat); use "
+        raise ValueError(f"data.val_transforms: {name!r} is not a validation pipeline "
+                         f"({', '.join(VALIDATION_PIPELINES)}: a resize and normalisation every consumer of the "
+                         "model can repeat); use "
                          "{name: val, size: [H, W]} or {name: val, scale: [LONG, SHORT]}")
     try:
         preprocessing = build_transforms(name, **spec) if name == "val" else Preprocessing(**spec)
@@ -85,13 +86,6 @@ class RunRecipe:
     def split(self, which: str = "val") -> str:
         """The run's ``val`` or ``train`` split name."""
         return self.config["data"][f"{which}_split"]
-
-    def dataset(self, split: str | None = None, data: tuple[str, str] | None = None, num_classes: int | None = None,
-                preprocessing: Preprocessing | None = None, skip_bad: bool = False) -> Dataset:
-        """``dataset_view`` of ``split`` (default: the run's validation split) of ``data``
-        (default: the run's), through ``preprocessing`` (default: the run's)."""
-        return dataset_view(data or self.data, split or self.split("val"), preprocessing or self.preprocessing,
-                            num_classes, skip_bad, self)
 
 
 def read_recipe(config: dict[str, Any], where: Path) -> RunRecipe:

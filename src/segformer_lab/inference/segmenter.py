@@ -74,10 +74,10 @@ class Segmenter:
     registered model name (random weights; ``num_classes`` sets its classes) or a
     ``SegmentationModel``. ``preprocessing``: how images reach the model (default: the
     model's own; see the module notes); ``size`` (a fixed ``(H, W)``), ``scale`` (keep the
-    aspect ratio within ``(long, short)``), ``own_size`` (no resize), ``multiple_of`` (sides rounded up, as mmseg's
-    AlignedResize with 32), ``mode`` (``"whole"`` or ``"slide"``: ``crop`` windows every
-    ``stride`` pixels, averaged) change it. ``scales`` and ``flip``: test-time augmentation
-    (probabilities averaged).
+    aspect ratio within ``(long, short)``), ``own_size`` (no resize), ``multiple_of``
+    (sides rounded up, as mmseg's AlignedResize with 32), ``mode`` (``"whole"`` or
+    ``"slide"``: ``crop`` windows every ``stride`` pixels, averaged) change it. ``scales``
+    and ``flip``: test-time augmentation (probabilities averaged).
     ``class_names``: default the model's own (its config's, e.g. a checkpoint's
     ``id2label``), else ADE20K's for 150 classes, else ``class k``.
     """

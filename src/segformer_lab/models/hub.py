@@ -273,8 +273,8 @@ def download(repo_id: str, revision: str | None = None, token: str | None = None
     wanted, partial = revision, None
     for weights in HF_WEIGHTS_NAMES:
         try:
-            snapshot = Path(hub.snapshot_download(
-                repo_id=repo_id, revision=wanted, token=token, allow_patterns=[CONFIG_NAME, PREPROCESSOR_NAME, weights]))  # fmt: skip
+            snapshot = Path(hub.snapshot_download(repo_id=repo_id, revision=wanted, token=token,
+                                                  allow_patterns=[CONFIG_NAME, PREPROCESSOR_NAME, weights]))
         except incomplete as err:
             partial = err  # cached, offline, without this weights file: try the next one
             continue

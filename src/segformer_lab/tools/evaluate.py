@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         fmt, root = recipe.data
     split = args.split or (recipe.split("val") if recipe and not args.data else "validation")
     # a sweep reads the images at their own size and resizes them to each short side
-    view = preprocessing.replace(scale=None, size=None, multiple_of=None) if args.sizes else preprocessing
+    view = preprocessing.at_own_size() if args.sizes else preprocessing
     dataset = dataset_view((fmt, root), split, view, num_classes, args.skip_bad, recipe)
     tta = augmentation_of(recipe)
     inference = {**preprocessing.inference, **{key: tta[key] if getattr(args, key) is None else getattr(args, key)

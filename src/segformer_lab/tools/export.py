@@ -83,7 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     report = p.add_argument_group("accuracy report (PyTorch float32 against the ONNX files on a dataset)")
     report.add_argument("--report", type=data_spec, metavar="FORMAT:ROOT",
                         help="after the export, score PyTorch and the file on the validation split (the model's "
-                        "preprocessing, as eval: the run's, else its own, else the defaults): mIoU, max abs score difference, "
+                        "preprocessing, as eval: the run's, else its own, else the defaults): mIoU, max abs score "
+                        "difference, "
                         "argmax agreement, onnxruntime latency in turns")
     report.add_argument("--compare", nargs="+", default=[], metavar="FILE.onnx",
                         help="more exported files of the same model in the report (e.g. the float16 and int8 ones)")

@@ -222,8 +222,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "Segment image files, directories or glob patterns with a checkpoint (anything load_model "
         "reads; a registered model name gives random weights) or an exported .onnx file. Writes OUT/NAME.png, "
         "a palette PNG whose pixel values are class indices (ADE20K's palette for 150 classes), and with "
-        "--overlay OUT/NAME_overlay.jpg|png with a legend of the model's class names (--confidence: confidence maps too). Images are "
-        "resized and normalised as the model's stored preprocessing says (printed); outputs have the input's "
+        "--overlay OUT/NAME_overlay.jpg|png with a legend of the model's class names (--confidence: confidence maps "
+        "too). Images are resized and normalised as the model's stored preprocessing says (printed); outputs have the input's "
         "size; unreadable inputs are reported and skipped (exit 1)."
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path, Hugging Face Hub id "

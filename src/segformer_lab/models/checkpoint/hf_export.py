@@ -94,8 +94,8 @@ def to_hf_config(config: ModelConfig) -> dict[str, Any]:
 
 def save_transformers(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write ``model`` in transformers' own format: ``config.json`` (``model_type``
-    ``"segformer"``, ``id2label``, and our whole preprocessing as ``segformer_lab_preprocessing``), ``model.safetensors``
-    in the Hub's key spelling and ``preprocessor_config.json`` (the model's preprocessing
+    ``"segformer"``, ``id2label``, and our whole preprocessing as
+    ``segformer_lab_preprocessing``), ``model.safetensors`` in the Hub's key spelling and ``preprocessor_config.json`` (the model's preprocessing
     as ``SegformerImageProcessor`` says it; a model without one gets ``DATASET_DEFAULT``),
     each atomically, so that ``SegformerForSemanticSegmentation.from_pretrained(directory)``
     computes the same logits, ``pipeline("image-segmentation", model=directory)`` opens it

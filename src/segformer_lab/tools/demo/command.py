@@ -96,8 +96,8 @@ def run_stages(args: argparse.Namespace, out: Path, models: list[str], clock: fl
     base["data"]["root"], base["model"]["num_classes"] = str(root), num_classes
     device = device_of(base)
     # the recipe's preprocessing at the images' own size: each run's scoring resizes to the swept short sides
-    own_size = recipe_preprocessing(base).replace(scale=None, size=None, multiple_of=None)
-    eval_set = dataset_view(("ade20k", str(root)), base["data"]["val_split"], own_size, num_classes)
+    eval_set = dataset_view(("ade20k", str(root)), base["data"]["val_split"], recipe_preprocessing(base).at_own_size(),
+                            num_classes)
     latency_rounds = 1 + args.latency_repeats if args.latency_repeats > 0 else 0
     config, threads, plan_note = make_plan(out, base, models, runs_total, eval_set, latency_rounds, clock,
                                            steps=args.steps, budget=args.budget, threads=args.threads)
