@@ -7,13 +7,13 @@ float32 export of the same model, timed in turns in onnxruntime and compared on 
 
 Exports the float32 file (dynamic shapes) and one INT8 file per recipe into ``--out``
 (static recipes calibrated on ``--calib-images`` of the training split through the
-model's validation transforms, as ``segformer-lab export --int8 --calibrate`` does), then
+model's preprocessing, as ``segformer-lab export --int8 --calibrate`` does), then
 
 - speed: all files timed in turns on one random ``--size`` input, batch 1
   (``bench --onnx``: median ms, and the speed-up over float32 as the median of per-round
   ratios);
-- accuracy: on ``--eval-images`` of the validation split (the model's validation
-  transforms, each image at its own size), the share of logit positions whose argmax
+- accuracy: on ``--eval-images`` of the validation split (through the model's
+  preprocessing, as ``eval``), the share of logit positions whose argmax
   matches float32's, and the largest absolute logit difference.
 
 With ``--profile RECIPE ...``, onnxruntime's profiler (``SessionOptions.enable_profiling``)
@@ -34,8 +34,7 @@ import numpy as np
 
 from segformer_lab._io import write_json
 from segformer_lab.cli import main as cli
-from segformer_lab.data import build_dataset, build_transforms
-from segformer_lab.engine import DEFAULTS, load_for_eval
+from segformer_lab.engine import dataset_view, eval_preprocessing, load_for_eval
 from segformer_lab.export import RECIPES, onnx_session
 from segformer_lab.export.calibration import calibration_images
 from segformer_lab.analysis.onnx_timing import compare_onnx_files
@@ -108,12 +107,11 @@ def main() -> None:
         argv = ["export", args.source, "--onnx", str(paths[recipe]), "--int8", "--int8-recipe", recipe]
         assert cli(argv + (calibrate if RECIPES[recipe].static else [])) == 0
     timed = compare_onnx_files([str(p) for p in paths.values()], tuple(args.size), 1, None, 2, args.repeats)
-    model, run = load_for_eval(args.source)
-    config = run or DEFAULTS
+    model, recipe = load_for_eval(args.source)
+    preprocessing, _ = eval_preprocessing(model, recipe, args.source)
     fmt, _, root = args.calibrate.partition(":")
-    params = dict(config["data"]["val_transforms"])
-    dataset = build_dataset(fmt, root, config["data"]["val_split"], num_classes=model.config.num_classes,
-                            transforms=build_transforms(params.pop("name"), **params))
+    split = recipe.split("val") if recipe is not None else "validation"
+    dataset = dataset_view((fmt, root), split, preprocessing, model.config.num_classes, recipe=recipe)
     scores = agreement(paths, list(calibration_images(dataset, args.eval_images)))
     rows = []
     for (name, path), timing in zip(paths.items(), timed["models"]):

@@ -6,7 +6,7 @@
 writes one random image (and a random mask for ``eval``) of ``--size H W`` into a
 temporary folder, then runs the real command in this process (``segformer-lab predict
 MODEL IMAGE --mode slide``, or ``segformer-lab eval MODEL --data folder:ROOT
---transforms none --mode slide --num-workers 0``: the image at full size) and prints
+--own-size --mode slide --num-workers 0``: the image at full size) and prints
 one JSON line with the process's peak RSS (``ru_maxrss``) and its RSS before the
 command, in MiB. Run each measurement in a fresh process: the peak is the process's.
 ``--impl before`` puts back the inference of before (``reference_logits``: full-size
@@ -145,7 +145,7 @@ def main() -> None:
         if args.task == "predict":
             argv = ["predict", str(checkpoint), str(image), "--out", str(root / "out"), *slide]
         else:
-            argv = ["eval", str(checkpoint), "--data", f"folder:{root}", "--transforms", "none", "--num-workers",
+            argv = ["eval", str(checkpoint), "--data", f"folder:{root}", "--own-size", "--num-workers",
                     "0", "--device", "cpu", *slide]
         code = cli(argv)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -121,3 +121,22 @@ def make_cityscapes(tmp_path: Path, frames=(("aachen", "000000_000019"), ("bonn"
             save(np.full((H, W), 26000, np.uint16), gt / f"{stem}_gtFine_instanceIds.png")
             (gt / f"{stem}_gtFine_polygons.json").write_text("{}")
     return root
+
+
+def make_blocky_ade(root: Path) -> Path:
+    """An ADE20K directory (``ADEChallengeData2016`` layout, raw labels 0 = other, 1..150):
+    8 training and 3 validation JPEGs of blocky maps of classes 1-4, brightness following
+    the class, and an "other" band on top."""
+    rng = np.random.default_rng(0)
+    root = root / "ADEChallengeData2016"
+    for split, count, size in (("training", 8, (64, 80)), ("validation", 3, (48, 64))):
+        for sub in ("images", "annotations"):
+            (root / sub / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            mask = rng.integers(1, 5, size=(size[0] // 16, size[1] // 16)).repeat(16, 0).repeat(16, 1)
+            image = (mask[..., None] * 50 + rng.integers(0, 40, size=(*size, 3))).astype(np.uint8)
+            mask[:3] = 0
+            name = f"ADE_{split[:5]}_{i:08d}"
+            Image.fromarray(image).save(root / "images" / split / f"{name}.jpg", quality=95)
+            Image.fromarray(mask.astype(np.uint8)).save(root / "annotations" / split / f"{name}.png")
+    return root

@@ -21,6 +21,7 @@ _EXPORTS = {
         "models",
     ),
     **dict.fromkeys(("OnnxSegmenter", "Segmenter"), "inference"),
+    "Preprocessing": "data",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

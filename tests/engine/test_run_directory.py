@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train import ENV, checkpoint_state, copy_run, experiment, finished_run, one_error_line, write_dataset
+from datasets_on_disk import make_blocky_ade
+from test_train import ENV, checkpoint_state, copy_run, experiment, finished_run, one_error_line
 
 from segformer_lab import cli
 
@@ -71,7 +72,7 @@ def test_overwrite_removes_the_runs_files_by_name_and_keeps_the_users(experiment
 
 @pytest.mark.parametrize("override, error", [
     (["--set", "optim.warmup=1500", "--set", "trainer.max_steps=2"], "warmup <= total, got total 2, warmup 1500"),
-    (["--set", "val.mode=slide", "--set", "val.crop=0"], "crop 0: a window"),  # refused with the settings
+    (["--set", "val.mode=slide", "--set", "val.crop=0"], "crop: expected two positive sides, got 0"),  # refused with the settings
 ])
 def test_overwrite_checks_everything_before_it_removes_anything(experiment, finished_run, tmp_path, capsys, override,
                                                                 error):
@@ -87,13 +88,13 @@ def test_a_start_that_fails_leaves_nothing_that_blocks_its_rerun(experiment, tmp
     training batch (after the run's files were started): the directory goes, and the
     same command, fixed, runs."""
     bad_data = tmp_path / "bad"
-    shutil.copytree(write_dataset(tmp_path / "good"), bad_data)
+    shutil.copytree(make_blocky_ade(tmp_path / "good"), bad_data)
     for image in (bad_data / "images/training").iterdir():
         image.write_bytes(image.read_bytes()[:100])
     run_dir = tmp_path / "run"
     for broken in (["--set", "val.mode=slide", "--set", "val.crop=0"], ["--set", f"data.root={bad_data}"]):
         assert cli.main(["train", str(experiment), "--out", str(run_dir), *SHORT, *broken]) == 2
-        assert ("crop 0: a window" if "val.crop=0" in broken else "cannot decode") in one_error_line(capsys)
+        assert ("crop: expected two positive sides, got 0" if "val.crop=0" in broken else "cannot decode") in one_error_line(capsys)
         assert not run_dir.exists()
     project = tmp_path / "project"
     user_files(project, {"notes.txt": "mine"})

@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from datasets_on_disk import make_blocky_ade
 
 from segformer_lab import cli, load_model
 from segformer_lab.data import ADE20K_CLASSES, build_dataset, build_transforms
@@ -32,31 +33,12 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_dataset(root: Path) -> Path:
-    """An ADE20K directory (``ADEChallengeData2016`` layout, raw labels 0 = other, 1..150):
-    8 training and 3 validation JPEGs of blocky maps of classes 1-4, brightness following
-    the class, and an "other" band on top."""
-    rng = np.random.default_rng(0)
-    root = root / "ADEChallengeData2016"
-    for split, count, size in (("training", 8, (64, 80)), ("validation", 3, (48, 64))):
-        for sub in ("images", "annotations"):
-            (root / sub / split).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            mask = rng.integers(1, 5, size=(size[0] // 16, size[1] // 16)).repeat(16, 0).repeat(16, 1)
-            image = (mask[..., None] * 50 + rng.integers(0, 40, size=(*size, 3))).astype(np.uint8)
-            mask[:3] = 0
-            name = f"ADE_{split[:5]}_{i:08d}"
-            Image.fromarray(image).save(root / "images" / split / f"{name}.jpg", quality=95)
-            Image.fromarray(mask.astype(np.uint8)).save(root / "annotations" / split / f"{name}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory) -> Path:
     """An experiment YAML over the tiny dataset: B0 with drop path (random state matters),
     2 epochs of 4 steps, a checkpoint every step, random colour jitter (per-sample seeds
     make augmentation exact on resume too)."""
-    root = write_dataset(tmp_path_factory.mktemp("data"))
+    root = make_blocky_ade(tmp_path_factory.mktemp("data"))
     config = {
         "model": {"name": "segformer_b0", "num_classes": NUM_CLASSES, "overrides": {"drop_path_rate": 0.1}},
         "data": {"format": "ade20k", "root": str(root), "train_split": "training", "val_split": "validation",
@@ -216,7 +198,7 @@ def test_augmentation_is_exact_after_a_mid_epoch_resume_with_workers(tmp_path):
     """Each sample's augmentation depends on (seed, epoch, sample) only: a loader resumed
     after 2 of 4 batches, with 2 workers, yields the rest bit for bit, and so does a
     loader with another number of workers."""
-    root = write_dataset(tmp_path)
+    root = make_blocky_ade(tmp_path)
     pipeline = build_transforms("segformer_ade", crop_size=(32, 32), scale=(80, 64))
     dataset = build_dataset("ade20k", root, "training", transforms=pipeline)
 

@@ -58,16 +58,28 @@ def test_required_keys_are_named_when_missing():
         read_metadata(props, "b0.onnx")
 
 
-def test_export_metadata_takes_the_models_names_and_colours():
+def test_export_metadata_takes_the_models_names_colours_and_preprocessing():
     config = sl.get_config("segformer_b0", num_classes=2, class_names=["a", "b"], palette=[[1, 2, 3], [4, 5, 6]])
-    got = export_metadata(sl.create_model(config=config.with_stages(depth=1)), 16, "float16", *IMAGENET)
+    got = export_metadata(sl.create_model(config=config.with_stages(depth=1)), 16, "float16")
     assert got == OnnxMetadata(model="segformer_b0", num_classes=2, mean=IMAGENET[0], std=IMAGENET[1],
                                precision="float16", opset=16, class_names=("a", "b"), palette=((1, 2, 3), (4, 5, 6)))
     plain_config = config.replace(class_names=None, palette=None).with_stages(depth=1)
-    plain = export_metadata(sl.create_model(config=plain_config), 18, "float32", *IMAGENET)
+    plain = export_metadata(sl.create_model(config=plain_config), 18, "float32")
     assert plain.class_names is None and plain.palette is None and "class_names" not in plain.to_props()
-    with pytest.raises(MetadataError, match="std values must be positive"):
-        export_metadata(sl.create_model(config=config.with_stages(depth=1)), 18, "float32", IMAGENET[0], (1, 0, 1))
+    assert plain.preprocessing is None and "preprocessing" not in plain.to_props()
+    # a model's own normalisation and preprocessing (the exporter wrote ImageNet's whatever the model's)
+    stored = sl.Preprocessing(scale=(1024, 256), mean=(0.5,) * 3, std=(0.5,) * 3)
+    own = export_metadata(sl.create_model(config=plain_config.replace(preprocessing=stored)), 18, "float32")
+    assert own.mean == own.std == (0.5, 0.5, 0.5) and own.preprocessing == stored
+    assert read_metadata(own.to_props(), "x.onnx") == own
+
+
+def test_an_older_files_normalisation_is_still_read_and_a_bad_preprocessing_refused():
+    older = metadata(mean=(0.5,) * 3, std=(0.5,) * 3)  # written before preprocessing travelled
+    assert read_metadata(older.to_props(), "old.onnx").preprocessing is None
+    props = {**older.to_props(), "preprocessing": '{"scale": [2048, 512], "mode": "tiles"}'}
+    with pytest.raises(MetadataError, match="b0.onnx: metadata 'preprocessing' .* mode: 'tiles' is unknown"):
+        read_metadata(props, "b0.onnx")
 
 
 def test_an_exported_file_carries_its_metadata(exported_b0):

@@ -8,7 +8,7 @@ import torch
 from helpers import EXPORTED_CLASSES, EXPORTED_PALETTE
 
 from segformer_lab.export import MetadataError
-from segformer_lab.inference import OnnxModel, OnnxSegmenter, Segmenter, open_segmenter, to_pixel_values
+from segformer_lab.inference import OnnxModel, OnnxSegmenter, Segmenter, open_segmenter
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -69,18 +69,19 @@ def test_a_file_without_metadata_needs_classes_and_normalisation(exported_b0, ba
         OnnxModel(bare, num_classes=4, mean=IMAGENET[0], std=IMAGENET[1])
 
 
-def test_another_normalisation_is_converted_from_imagenets(exported_b0, bare):
+def test_another_normalisation_is_the_one_its_preprocessing_applies(exported_b0, bare):
     """A file trained on [-1, 1] pixels gets (rgb / 255 - 0.5) / 0.5, not ImageNet's values."""
     checkpoint, _ = exported_b0
     model = Segmenter(checkpoint).model
     rgb = images()[0]
-    half = OnnxModel(bare, num_classes=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    half = OnnxSegmenter(bare, num_classes=3, mean=(0.5,) * 3, std=(0.5,) * 3)
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         expected = model((x - 0.5) / 0.5)
-    torch.testing.assert_close(half(to_pixel_values(rgb, rgb.shape[:2])), expected, atol=1e-4, rtol=1e-4)
-    same = OnnxModel(bare, num_classes=3, mean=IMAGENET[0], std=IMAGENET[1])
-    assert not torch.allclose(same(to_pixel_values(rgb, rgb.shape[:2])), expected, atol=1e-2)
+    assert half.preprocessing.mean == (0.5,) * 3 and "mean [0.5, 0.5, 0.5]" in half.preprocessing_line
+    torch.testing.assert_close(half.model(half.preprocessing.pixel_values(rgb)), expected, atol=1e-4, rtol=1e-4)
+    same = OnnxSegmenter(bare, num_classes=3, mean=IMAGENET[0], std=IMAGENET[1])
+    assert not torch.allclose(same.model(same.preprocessing.pixel_values(rgb)), expected, atol=1e-2)
 
 
 def test_a_model_that_is_not_a_segmentation_model_is_refused(tmp_path):

@@ -11,7 +11,8 @@ from PIL import Image
 
 import segformer_lab as sl
 from segformer_lab.cli import main
-from segformer_lab.inference import distinct_palette, input_size
+from segformer_lab.data import Preprocessing
+from segformer_lab.inference import distinct_palette
 
 NUM_CLASSES = 4
 
@@ -116,7 +117,9 @@ def test_segmenter_resize_batches_and_errors(checkpoint, segmenter):
         segmenter.predict(image.astype(np.float32))
     with pytest.raises(ValueError, match="mode"):
         sl.Segmenter(checkpoint, mode="tiles")
-    assert input_size(20, 50) == (32, 80) and input_size(100, 150, multiple_of=32) == (96, 160)
+    # sides below the model's 32 scaled up; multiple_of rounds UP (mmseg's AlignedResize), as training's validation
+    assert Preprocessing().input_size(20, 50) == (32, 80)
+    assert Preprocessing(multiple_of=32).input_size(100, 150) == (128, 160)
 
 
 def test_registered_name_warns_about_random_weights():

@@ -557,6 +557,6 @@ def test_load_for_eval_opens_a_run_checkpoint(tmp_path):
     config = resolve_config({"model": {"name": "boostformer_b0", "num_classes": 4, "overrides": {"stages": stages}}})
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     torch.save(lightning_checkpoint(boost), run / "checkpoints" / "last.ckpt")
-    model, run_config = load_for_eval(run / "checkpoints" / "last.ckpt")
-    assert run_config == config and not model.training
+    model, recipe = load_for_eval(run / "checkpoints" / "last.ckpt")
+    assert recipe.config == config and recipe.where == run / "config.yaml" and not model.training
     assert torch.equal(logits(model), logits(boost))

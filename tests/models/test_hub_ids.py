@@ -5,6 +5,7 @@ No network: each test fills a huggingface_hub cache in a temporary directory, la
 transformers' own ``save_pretrained``, and turns huggingface_hub's offline mode on.
 """
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -123,9 +124,9 @@ def test_encoder_only_checkpoint_by_hub_id(published, hf_cache, caplog):
         assert "encoder-only" in caplog.text
 
 
-def test_only_config_and_weights_are_fetched(published, hf_cache, monkeypatch):
-    """allow_patterns: config.json and model.safetensors, else pytorch_model.bin from the
-    same commit."""
+def test_only_config_preprocessor_and_weights_are_fetched(published, hf_cache, monkeypatch):
+    """allow_patterns: config.json, preprocessor_config.json (when there is one) and
+    model.safetensors, else pytorch_model.bin from the same commit."""
     root, _, _ = published
     bin_only = root.parent / "bin-only"
     bin_only.mkdir(exist_ok=True)
@@ -141,14 +142,35 @@ def test_only_config_and_weights_are_fetched(published, hf_cache, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", recording)
     assert hub.download("someone/bin-only") == snapshot
-    assert calls == [(None, ["config.json", "model.safetensors"]),
-                     (snapshot.name, ["config.json", "pytorch_model.bin"])]  # the same commit
+    assert calls == [(None, ["config.json", "preprocessor_config.json", "model.safetensors"]),  # then the same commit:
+                     (snapshot.name, ["config.json", "preprocessor_config.json", "pytorch_model.bin"])]
 
     (bin_only / "pytorch_model.bin").unlink()
     hub_cache(hf_cache, "someone/no-weights", bin_only)
     with pytest.raises(HubError, match=r"someone/no-weights: the Hugging Face Hub model has neither model.safetensors "
                                        r"nor pytorch_model.bin at revision main"):  # fmt: skip
         sl.load_model("someone/no-weights")
+
+
+def test_a_hub_checkpoint_brings_its_preprocessor_config(published, hf_cache, tmp_path):
+    """nvidia/segformer-b0-finetuned-ade-512-512 ships transformers' preprocessor_config.json
+    (512x512, do_reduce_labels): load_model reads it, and Segmenter and eval use it."""
+    root, _, _ = published
+    repo = tmp_path / "with-processor"
+    repo.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (repo / name).write_bytes((root / "seg0" / name).read_bytes())
+    (repo / "preprocessor_config.json").write_text(json.dumps({  # nvidia's file, as on the Hub
+        "do_normalize": True, "do_resize": True, "image_mean": [0.485, 0.456, 0.406],
+        "image_processor_type": "SegformerImageProcessor", "image_std": [0.229, 0.224, 0.225],
+        "do_reduce_labels": True, "resample": 2, "size": {"height": 512, "width": 512}}))
+    hub_cache(hf_cache, "nvidia/segformer-tiny-512", repo)
+    preprocessing = sl.load_model("nvidia/segformer-tiny-512").config.preprocessing
+    assert preprocessing.size == (512, 512) and preprocessing.scale is None and preprocessing.reduce_zero_label
+    segmenter = sl.Segmenter("nvidia/segformer-tiny-512")
+    assert segmenter.input_size(100, 300) == (512, 512)
+    assert "resize to 512x512" in segmenter.preprocessing_line and "stored with nvidia/segformer-tiny-512" in \
+        segmenter.preprocessing_line
 
 
 def test_revisions(published, hf_cache):

@@ -40,7 +40,8 @@ def max_difference(ours, hf, size=(67, 93)) -> float:
 def test_plain_segformer_opens_in_transformers_with_the_same_logits(tmp_path):
     ours = tiny()
     assert sl.save_transformers(ours, tmp_path / "hf") == tmp_path / "hf"
-    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == ["config.json", "model.safetensors",
+                                                                    "preprocessor_config.json"]
     hf = open_in_transformers(tmp_path / "hf")
     assert max_difference(ours, hf) < TOLERANCE
     assert hf.config.id2label == {k: f"class {k}" for k in range(5)} and hf.config.label2id["class 4"] == 4

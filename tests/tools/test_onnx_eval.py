@@ -1,5 +1,5 @@
 """The exported file scored and run by the commands: ``eval FILE.onnx`` (the checkpoint's
-transforms, inference and metrics), ``predict FILE.onnx``, and ``export --report``."""
+preprocessing, inference and metrics), ``predict FILE.onnx``, and ``export --report``."""
 
 import json
 
@@ -29,7 +29,7 @@ def data(tmp_path_factory):
 
 
 def eval_json(model, data, out, *options):
-    args = ["eval", str(model), "--data", f"folder:{data}", "--transforms", "none", "--num-workers", "0",
+    args = ["eval", str(model), "--data", f"folder:{data}", "--own-size", "--num-workers", "0",
             "--json", str(out), *options]
     assert main(args) == 0
     return json.loads(out.read_text())["results"][0]
@@ -51,7 +51,7 @@ def test_eval_of_a_file_without_metadata_asks_for_its_classes_and_normalisation(
     del proto.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))
-    args = ["eval", str(bare), "--data", f"folder:{data}", "--transforms", "none", "--num-workers", "0"]
+    args = ["eval", str(bare), "--data", f"folder:{data}", "--own-size", "--num-workers", "0"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bare.onnx carries no segformer-lab metadata" in err

@@ -18,36 +18,23 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import build_dataset, build_transforms, collate
-from ..engine import DEFAULTS, evaluate
+from ..data import Preprocessing, collate
+from ..engine import RunRecipe, dataset_view, evaluate, augmentation_of
 from ..inference import OnnxModel, predict_logits
 from ..models import SegmentationModel
 from .timing import relative_rows, time_in_turns
 
 PYTORCH = "pytorch"
-INFERENCE_KEYS = ("mode", "crop", "stride", "scales", "flip")
 
 
-def dataset_view(data: tuple[str, str], run: dict[str, Any] | None, num_classes: int,
-                 split: str | None = None) -> Dataset:
-    """The ``split`` (default: the validation split) of ``data`` (format, root) as the
-    model sees it: through the run's validation transforms and, for the run's own format,
-    its dataset options (the defaults outside a run). An empty split is refused naming it."""
-    config = run or DEFAULTS
-    split = split or config["data"]["val_split"]
-    params = dict(config["data"]["val_transforms"])
-    options = config["data"]["options"] if run and run["data"]["format"] == data[0] else {}
-    dataset = build_dataset(*data, split, transforms=build_transforms(params.pop("name"), **params),
-                            num_classes=num_classes, **options)  # fmt: skip
-    if len(dataset) == 0:
-        raise ValueError(f"{data[0]}:{data[1]} has no images in its {split!r} split")
-    return dataset
-
-
-def report_data(data: tuple[str, str], run: dict[str, Any] | None, num_classes: int) -> tuple[Dataset, dict]:
-    """The validation split of ``data`` as the model sees it (``dataset_view``), and the
-    run's inference settings."""
-    return dataset_view(data, run, num_classes), {key: (run or DEFAULTS)["val"][key] for key in INFERENCE_KEYS}
+def report_data(data: tuple[str, str], recipe: RunRecipe | None, preprocessing: Preprocessing, num_classes: int
+                ) -> tuple[Dataset, dict[str, Any]]:
+    """The validation split of ``data`` as ``eval`` scores it: through ``preprocessing``
+    (the model's: ``engine.eval_preprocessing``) with the run's dataset options, and the
+    inference settings (with the run's test-time augmentation, if any)."""
+    split = recipe.split("val") if recipe is not None else "validation"
+    dataset = dataset_view(data, split, preprocessing, num_classes, recipe=recipe)
+    return dataset, {**preprocessing.inference, **augmentation_of(recipe)}
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
 """Data: datasets (ADE20K, Cityscapes, parquet, folders, Tiny-ImageNet), transforms, the
+one definition of how a model takes images (``Preprocessing``), the
 known datasets' class names and palettes, the dataset checker (``diagnose``), and the
 generated scenes dataset (ADE20K layout: load it with the "ade20k" format).
 
@@ -8,7 +9,7 @@ Knows nothing of models. Typical use::
     train = build_dataset("ade20k", "data/ADEChallengeData2016", "train",
                           transforms=build_transforms("segformer_ade"), num_classes=150)
     val = build_dataset("ade20k", "data/ADEChallengeData2016", "val",
-                        transforms=build_transforms("val", multiple_of=32))
+                        transforms=Preprocessing(scale=(2048, 512), multiple_of=32))
     loader = DataLoader(train, batch_size=16, shuffle=True, collate_fn=collate)
 """
 
@@ -42,6 +43,16 @@ from .io import (
     reduce_zero_label,
     upright_image,
 )
+from .preprocessing import (
+    DATASET_DEFAULT,
+    IMAGE_DEFAULT,
+    MODES,
+    Preprocessing,
+    PreprocessingError,
+    choose_preprocessing,
+    fit_size,
+    resize_pixels,
+)
 from .palettes import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE,
@@ -66,10 +77,11 @@ from .transforms import (
     Pipeline,
     RandomRescale,
     build_transforms,
-    fit_size,
 )
 
 __all__ = [
+    "DATASET_DEFAULT", "IMAGE_DEFAULT", "MODES", "Preprocessing", "PreprocessingError", "choose_preprocessing",
+    "resize_pixels",
     "ADE20K_CLASSES", "ADE20K_PALETTE", "CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "DATASETS", "KNOWN_PALETTES",
     "VOC_CLASSES", "VOC_PALETTE", "CityscapesDataset", "Palette", "read_palette", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD",
     "IMAGE_SUFFIXES", "PIPELINES", "SCENE_AMBIGUOUS_PAIRS", "SCENE_CLASSES", "SCENE_PALETTE",

@@ -8,9 +8,11 @@ A pipeline is a ``Pipeline``: ``pipeline(image uint8 [H, W, 3], mask uint8 [H, W
   photometric distortion, normalise, then pad to the crop size (image 0 *after*
   normalisation, i.e. the mean colour, as mmseg pads; mask 255);
 - ``rope_seed``: resize to ``size`` and colour jitter (the RoPE seed's recipe);
-- ``val``: resize the image to fit ``scale`` as mmseg does, optionally aligned to a
-  multiple of 32; the labels are NOT resized: evaluation compares predictions upsampled
-  to the original label size (``resize_mask=True`` resizes them, nearest);
+- ``val``: a ``Preprocessing`` (``data/preprocessing.py``, the one definition that eval,
+  predict and exported files use too): resize the image to fit ``scale`` as mmseg does
+  (default (2048, 512)) or to a fixed ``size``, optionally aligned to a multiple of 32,
+  normalise; the labels are NOT resized: evaluation compares predictions upsampled to
+  the original label size;
 - ``classify``: classification (Tiny-ImageNet): resize, and random resized crop + flip
   when ``train=True``;
 - ``none``: normalise and convert only.
@@ -41,20 +43,9 @@ import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
 from .io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from .preprocessing import Preprocessing, fit_size  # noqa: E402
 
 Size = tuple[int, int]
-
-
-def fit_size(height: int, width: int, scale: Sequence[float], multiple_of: int | None = None) -> Size:
-    """mmcv's keep-ratio rescale: the largest size with long edge <= max(scale) and short
-    edge <= min(scale); with ``multiple_of``, sides are then rounded up to multiples
-    (mmseg's AlignedResize)."""
-    factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
-    new_h, new_w = int(height * factor + 0.5), int(width * factor + 0.5)
-    if multiple_of:
-        new_h = -(-new_h // multiple_of) * multiple_of
-        new_w = -(-new_w // multiple_of) * multiple_of
-    return max(new_h, 1), max(new_w, 1)
 
 
 class RandomRescale(A.DualTransform):
@@ -227,8 +218,12 @@ def _rope_seed(size: Size = (512, 512), jitter: tuple[float, float, float, float
     return Pipeline([resize, A.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h, p=1.0)])
 
 
-def _val(scale: Size = (2048, 512), multiple_of: int | None = None, resize_mask: bool = False) -> Pipeline:
-    return Pipeline([RandomRescale(scale, None, multiple_of)], resize_mask=resize_mask)
+def _val(**params: Any) -> Preprocessing:
+    """The validation transform: a ``Preprocessing`` with ``params`` (its keys), keep-ratio
+    within (2048, 512) unless ``scale`` or ``size`` says otherwise."""
+    if "size" not in params:
+        params.setdefault("scale", (2048, 512))
+    return Preprocessing.from_dict(params, "val transforms")
 
 
 def _classify(size: int = 64, train: bool = False) -> Pipeline:
@@ -241,7 +236,7 @@ def _none() -> Pipeline:
     return Pipeline()
 
 
-PIPELINES: dict[str, Callable[..., Pipeline]] = {
+PIPELINES: dict[str, Callable[..., Pipeline | Preprocessing]] = {
     "segformer_ade": _segformer_ade,
     "rope_seed": _rope_seed,
     "val": _val,
@@ -250,7 +245,7 @@ PIPELINES: dict[str, Callable[..., Pipeline]] = {
 }
 
 
-def build_transforms(name: str, **params: Any) -> Pipeline:
+def build_transforms(name: str, **params: Any) -> Pipeline | Preprocessing:
     """Build a named pipeline; ``params`` override its defaults (see the module notes)."""
     try:
         builder = PIPELINES[name]

@@ -1,5 +1,7 @@
 """Experiments: a YAML config over ``DEFAULTS``, resolved with ``key.path=value``
-overrides, and the run that trains it into a run directory.
+overrides, the run that trains it into a run directory, and ``run_recipe``, the one
+reader of a finished run's recipe (``recipe.RunRecipe``: its data, validation
+preprocessing and inference settings).
 
 ``task`` is ``segmentation`` or ``classification`` (encoder pre-training: an
 ``ImageClassifier`` over the named model's encoder, ``ClassificationTask``); the rest
@@ -9,7 +11,8 @@ A run directory holds ``config.yaml`` (the resolved config, written when trainin
 starts), ``config.json`` and
 ``model.safetensors`` (the best weights by validation mIoU, or top-1 for classification,
 via ``save_pretrained``; the config names the classes and colours as the training
-dataset does: ``id2label``, ``palette``),
+dataset does: ``id2label``, ``palette``, and, for segmentation, carries the validation
+``preprocessing``, so that the weights copied out are scored and run as the run is),
 ``checkpoints/`` (Lightning's ``last.ckpt`` and ``best-*.ckpt``, for resuming) and
 ``logs/{csv,tensorboard}/version_N/`` (one version per training session; TensorBoard
 when installed), ``.segformer-lab-run`` (the marker: a run wrote this directory) and,
@@ -51,6 +54,7 @@ from .classification import ClassificationTask
 from .datamodule import SegmentationDataModule
 from .module import SegmentationTask
 from .optim import OptimConfig
+from .recipe import RunRecipe, read_recipe, recipe_preprocessing
 from .resume import check_checkpoint, check_resume
 from .rundir import (
     BEST_CHECKPOINT,
@@ -209,7 +213,10 @@ def _check_data(data: dict[str, Any]) -> None:
         name = params.pop("name", None)
         if name not in PIPELINES:
             raise ValueError(f"data.{section}.name: unknown transforms {name!r}; choose from {sorted(PIPELINES)}")
-        _check_keywords(f"data.{section}", PIPELINES[name], params)
+        if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(PIPELINES[name]).parameters.values()):
+            PIPELINES[name](**params)  # takes any keys and checks them itself ('val': a Preprocessing's)
+        else:
+            _check_keywords(f"data.{section}", PIPELINES[name], params)
 
 
 def _check_keywords(where: str, function: Any, given: dict[str, Any], set_by_engine: Sequence[str] = ()) -> None:
@@ -268,6 +275,34 @@ def with_dataset_classes(model_config: ModelConfig, dataset: Any) -> ModelConfig
         return model_config.replace(class_names=tuple(names), palette=getattr(dataset, "palette", None))
     except ConfigError as e:
         raise ValueError(f"training dataset {dataset!r}: its classes do not fit the model: {e}") from None
+
+
+def with_preprocessing(model_config: ModelConfig, config: dict[str, Any], dataset: Any) -> ModelConfig:
+    """``model_config`` carrying the run's validation preprocessing (``recipe_preprocessing``)
+    and whether ``dataset`` (the training set) reduces the zero label, so that every copy
+    of the weights is used as the run validates it."""
+    reduce = bool(getattr(dataset, "reduce_zero_label", False))
+    return model_config.replace(preprocessing=recipe_preprocessing(config).replace(reduce_zero_label=reduce))
+
+
+def run_recipe(path: str | os.PathLike) -> RunRecipe | None:
+    """The recipe of the segmentation run ``path`` belongs to (a run directory, or a
+    ``.ckpt`` in its ``checkpoints/``): its resolved ``config.yaml`` as a ``RunRecipe``; None
+    for anything else (a model outside a run, a registered name, a Hub id). A
+    classification run (encoder pre-training) is refused: its model does not segment."""
+    path = Path(path)
+    if not path.exists():  # a registered model's name, a Hub id: not their relative parents
+        return None
+    run_dir = path if path.is_dir() else path.parent.parent
+    where = run_dir / CONFIG_FILE
+    if not where.is_file():
+        return None
+    config = resolve_config(where)
+    if config["task"] == CLASSIFICATION:
+        raise ValueError(f"{path} belongs to a classification run (encoder pre-training), and its model does not "
+                         "segment: its val/top1 and val/top5 are in its logs; fine-tune it with "
+                         f"model.pretrained={path}")
+    return read_recipe(config, where)
 
 
 def build_module(config: dict[str, Any], model: SegmentationModel | ImageClassifier) -> L.LightningModule:
@@ -329,6 +364,9 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = Fal
             raise FileNotFoundError(f"nothing to resume: {last} does not exist")
         if (run_dir / CONFIG_FILE).is_file():
             check_resume(resolve_config(run_dir / CONFIG_FILE), config, run_dir / CONFIG_FILE)
+    segmentation = config["task"] != CLASSIFICATION
+    if segmentation:
+        recipe_preprocessing(config)  # a validation pipeline no consumer can repeat is refused up front
     L.seed_everything(config["seed"], workers=True, verbose=False)
     datamodule = datamodule or SegmentationDataModule.from_config(config["data"], config["seed"],
                                                                   config["model"]["num_classes"])
@@ -339,6 +377,8 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, resume: bool = Fal
     with own_run_directory(run_dir, resume, overwrite) if trainer.is_global_zero else contextlib.nullcontext():
         model = build_model(config["model"], pretrained=not resume, task=config["task"])  # resuming restores them
         model.config = with_dataset_classes(model.config, datamodule.train)
+        if segmentation:
+            model.config = with_preprocessing(model.config, config, datamodule.train)
         if resume:
             check_checkpoint(last, model.pretrained_config())
         try:

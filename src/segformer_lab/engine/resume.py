@@ -28,7 +28,8 @@ WHY = {
     "trainer": "it changes the batches one step trains on, and the saved data position would not fit",
 }
 MISSING = object()
-DESCRIPTIVE = ("id2label", "palette")  # config.json keys that name the classes: a checkpoint without them fits
+# config.json keys that describe the model, not build it: a checkpoint without them fits
+DESCRIPTIVE = ("id2label", "palette", "preprocessing")
 
 
 def _changes(old: Any, new: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any, Any]]:

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from .._io import atomic_write
-from ..data import IMAGENET_MEAN, IMAGENET_STD
 from ..models import SegmentationModel
 from .check import CheckResult, check_onnx, describe_checks
 from .errors import ExportError, described, require_export_packages
@@ -192,7 +191,7 @@ def export_onnx(
     input_shape = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     _plain_output_dim_names(proto)
     precision = "float16" if fp16 else "float32"
-    write_metadata(proto, export_metadata(model, opset, precision, IMAGENET_MEAN, IMAGENET_STD))
+    write_metadata(proto, export_metadata(model, opset, precision))
 
     result = ExportResult(
         path=str(path), model=model.config.name, opset=opset, dynamic=static_size is None, fp16=fp16,

@@ -1,7 +1,8 @@
 """What an exported file carries besides its graph: the ONNX ``metadata_props`` that let
 onnxruntime users (and ``eval``/``predict`` of a ``.onnx``) use it with nothing else at
 hand: class names and colours, the input normalisation, the output stride, opset,
-precision, model name, class count and the segformer-lab version that wrote it.
+precision, model name, class count, the model's whole preprocessing (resize, normalisation,
+inference mode: ``data.Preprocessing``) and the segformer-lab version that wrote it.
 
 Each value is a string (ONNX's metadata is string to string); lists are JSON::
 
@@ -11,6 +12,8 @@ Each value is a string (ONNX's metadata is string to string); lists are JSON::
     class_names            '["sky", "water", ...]'   (optional)
     palette                '[[70, 130, 180], ...]'   (optional; uint8 RGB per class)
     mean, std              '[0.485, 0.456, 0.406]'   pixel = (rgb / 255 - mean) / std
+    preprocessing          '{"scale": [2048, 512], ...}'  (optional: Preprocessing.to_dict; its
+                           mean/std are the two keys above; files written before it have none)
     input                  "pixel_values"   [batch, 3, height, width], float32
     output_stride          "4"              logits [batch, K, ceil(H/4), ceil(W/4)]
     opset                  "18"
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .. import __version__
+from ..data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, PreprocessingError
 
 VERSION_KEY = "segformer_lab_version"
 OUTPUT_STRIDE = 4  # the model's logits are at 1/4 of the input (models/segmentation_model.py forward contract)
@@ -50,6 +54,7 @@ class OnnxMetadata:
     output_stride: int = OUTPUT_STRIDE
     class_names: tuple[str, ...] | None = None
     palette: tuple[tuple[int, int, int], ...] | None = None
+    preprocessing: Preprocessing | None = None
     version: str = __version__
 
     def to_props(self) -> dict[str, str]:
@@ -63,17 +68,22 @@ class OnnxMetadata:
             props["class_names"] = json.dumps(list(self.class_names))
         if self.palette is not None:
             props["palette"] = json.dumps([list(c) for c in self.palette])
+        if self.preprocessing is not None:
+            props["preprocessing"] = json.dumps(self.preprocessing.to_dict())
         return props
 
 
-def export_metadata(model: Any, opset: int, precision: str, mean: Sequence[float], std: Sequence[float]
-                    ) -> OnnxMetadata:
+def export_metadata(model: Any, opset: int, precision: str) -> OnnxMetadata:
     """The metadata of an export of ``model`` (a ``SegmentationModel``): its config's name,
-    class count, class names and palette (those two when it has them)."""
+    class count, class names, palette and preprocessing (those three when it has them),
+    and the normalisation it takes (its preprocessing's, else ImageNet's)."""
     config = model.config
+    stored = config.preprocessing
+    mean, std = (stored.mean, stored.std) if stored is not None else (IMAGENET_MEAN, IMAGENET_STD)
     metadata = OnnxMetadata(
         model=config.name, num_classes=config.num_classes, mean=_triple(mean, "mean"), std=_triple(std, "std"),
         precision=precision, opset=int(opset), class_names=config.class_names, palette=config.palette,
+        preprocessing=stored,
     )  # fmt: skip
     _check_per_class(metadata, config.name)
     return metadata
@@ -115,6 +125,12 @@ def read_metadata(props: Mapping[str, str], source: str) -> OnnxMetadata | None:
             raise ValueError("each colour must be [r, g, b] in 0..255")
         return rows
 
+    def preprocessing(text: str) -> Preprocessing:
+        try:
+            return Preprocessing.from_dict(json.loads(text), "preprocessing")
+        except PreprocessingError as err:
+            raise ValueError(str(err)) from None
+
     metadata = OnnxMetadata(
         model=props.get("model", "unknown"), num_classes=value("num_classes", _positive_int),
         mean=value("mean", lambda t: _triple(_json_list(t), "mean")),
@@ -122,7 +138,7 @@ def read_metadata(props: Mapping[str, str], source: str) -> OnnxMetadata | None:
         precision=props.get("precision", "unknown"), opset=value("opset", int, 0),
         input=props.get("input", "pixel_values"), output_stride=value("output_stride", _positive_int, OUTPUT_STRIDE),
         class_names=value("class_names", names, ()) or None, palette=value("palette", colours, ()) or None,
-        version=props[VERSION_KEY],
+        preprocessing=value("preprocessing", preprocessing, ()) or None, version=props[VERSION_KEY],
     )  # fmt: skip
     _check_per_class(metadata, source)
     return metadata

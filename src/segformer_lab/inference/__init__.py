@@ -8,8 +8,8 @@ loop around ``Segmenter``::
     from segformer_lab.inference import Segmenter, predict_labels, predict_logits
 
 Modules: ``logits`` (predict_labels, predict_logits, slide_logits, MODES), ``bands``
-(scores a band of rows at a time: bounded memory), ``images`` (load_rgb, input_size,
-to_pixel_values), ``colours`` (palettes, palette PNGs, overlays, confidence maps),
+(scores a band of rows at a time: bounded memory), ``images`` (load_rgb; the
+resize and normalisation are the model's ``data.Preprocessing``), ``colours`` (palettes, palette PNGs, overlays, confidence maps),
 ``segmenter`` (Segmenter, class names), ``onnx_segmenter`` (an exported file in
 onnxruntime: OnnxModel, OnnxSegmenter, open_segmenter).
 """
@@ -24,14 +24,14 @@ from .colours import (
     overlay_image,
     palette_for,
 )
-from .images import input_size, load_rgb, to_pixel_values
+from .images import load_rgb
 from .logits import MODES, logit_bands, predict_labels, predict_logits, slide_logits
-from .onnx_segmenter import NORMALIZATIONS, OnnxModel, OnnxSegmenter, is_onnx_file, open_segmenter
+from .onnx_segmenter import NORMALIZATIONS, OnnxModel, OnnxSegmenter, is_onnx_file, open_segmenter, preprocessing_of
 from .segmenter import Segmenter
 
 __all__ = [
     "MAX_PALETTE_CLASSES", "MODES", "NORMALIZATIONS", "OnnxModel", "OnnxSegmenter", "Segmenter",
-    "confidence_image", "confidence_overlay", "distinct_palette", "input_size", "is_onnx_file", "label_image",
+    "confidence_image", "confidence_overlay", "distinct_palette", "is_onnx_file", "label_image",
     "load_rgb", "overlay_image", "palette_for", "logit_bands", "open_segmenter", "predict_labels",
-    "predict_logits", "slide_logits", "to_pixel_values", "upsample", "window_starts",
+    "predict_logits", "preprocessing_of", "slide_logits", "upsample", "window_starts",
 ]

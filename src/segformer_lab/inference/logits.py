@@ -14,8 +14,7 @@ it holds beyond its label map is the stride-4 logits of the rows of windows that
 the current band plus a band of about ``BAND_BYTES``. ``predict_logits`` returns the
 full-size scores, so it holds one such map (its result) and no second one.
 
-``MODES`` names the inference modes; the engine's validation, ``eval`` and ``predict``
-all take theirs from here.
+``MODES`` (``data.preprocessing``, re-exported here) names the inference modes.
 """
 
 from __future__ import annotations
@@ -26,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import MODES
 from ..models import SegmentationModel
 from .bands import SlideSource, WholeSource, resized_rows
 
-MODES = ("whole", "slide")
 MAX_SCALE = 8.0  # a test-time scale multiplies the input's pixels by its square
 BAND_BYTES = 64 * 2**20  # the score rows computed at once (per view, about)
 
@@ -60,12 +59,14 @@ def check_settings(mode: str = "whole", crop: Pair = 512, stride: Pair = 341,
     if mode not in MODES:
         raise ValueError(f"unknown inference mode {mode!r}; choose one of {MODES}")
     (crop_h, crop_w), (stride_h, stride_w) = _pair(crop), _pair(stride)
+    crop_text = f"{crop_h}" if crop_h == crop_w else f"{crop_h}x{crop_w}"
+    stride_text = f"{stride_h}" if stride_h == stride_w else f"{stride_h}x{stride_w}"
     if min(crop_h, crop_w) < SegmentationModel.min_size:
-        raise ValueError(f"crop {crop}: a window's sides must be >= {SegmentationModel.min_size}, the model's "
+        raise ValueError(f"crop {crop_text}: a window's sides must be >= {SegmentationModel.min_size}, the model's "
                          "smallest input")
     if min(stride_h, stride_w) < 1 or stride_h > crop_h or stride_w > crop_w:
-        raise ValueError(f"need 1 <= stride <= crop, got stride {stride} for crop {crop} (a larger stride leaves "
-                         "pixels no window covers)")
+        raise ValueError(f"need 1 <= stride <= crop, got stride {stride_text} for crop {crop_text} (a larger stride "
+                         "leaves pixels no window covers)")
     if not scales:
         raise ValueError("need at least one scale")
     for scale in scales:

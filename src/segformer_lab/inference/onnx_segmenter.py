@@ -4,15 +4,14 @@ engine's ``evaluate`` call as they call a model: whole image, sliding window, te
 augmentation and metrics are the same code), ``OnnxSegmenter`` (the ``Segmenter`` API on
 it) and ``open_segmenter`` (either one, from what a user names)::
 
-    seg = OnnxSegmenter("b0.onnx")                  # classes, colours, normalisation from its metadata
+    seg = OnnxSegmenter("b0.onnx")                  # classes, colours, preprocessing from its metadata
     labels = seg.predict("street.jpg")
     seg = OnnxSegmenter("other.onnx", num_classes=19, mean=(0.5,) * 3, std=(0.5,) * 3)   # no metadata
 
-Pixel values reach the model in this project's normalisation (ImageNet mean and
-standard deviation: the dataset pipelines and ``to_pixel_values`` produce it). A file
-that expects another (its metadata's ``mean``/``std``, or the ones given for a file
-without metadata) gets them converted by one per-channel affine map, which commutes
-with the bilinear resizes that come before it. onnxruntime runs on the CPU.
+``OnnxModel`` takes pixel values as the file's preprocessing makes them
+(``OnnxModel.preprocessing``: its metadata's ``preprocessing``; a file written before
+that carries only ``mean``/``std``, which ``preprocessing_of`` puts over the defaults;
+a file without metadata needs them given). onnxruntime runs on the CPU.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data import IMAGENET_MEAN, IMAGENET_STD
+from ..data import IMAGE_DEFAULT, IMAGENET_MEAN, IMAGENET_STD, Preprocessing, choose_preprocessing
 from ..export.check import onnx_session
 from ..export.errors import EXPORT_EXTRA_HINT, first_line
 from ..export.metadata import MetadataError, normalisation, read_metadata
@@ -62,13 +61,14 @@ def _takes_images(inputs: list) -> bool:
 
 class OnnxModel:
     """An ONNX segmentation file in onnxruntime (CPU), called like a model: ``pixel_values
-    [B, 3, H, W]`` (ImageNet-normalised, any device) -> logits ``[B, K, h, w]`` (float32,
-    same device).
+    [B, 3, H, W]`` (normalised as its ``mean``/``std`` say, any device) -> logits
+    ``[B, K, h, w]`` (float32, same device).
 
     The file must take one input ``[batch, 3, height, width]`` and return logits of rank
-    4. ``num_classes``, ``mean`` and ``std`` come from its segformer-lab metadata; a file
-    without it (exported elsewhere) needs all three. Given values override the
-    metadata's normalisation; a class count that contradicts the file is refused.
+    4. ``num_classes``, ``mean``, ``std`` and ``preprocessing`` come from its segformer-lab
+    metadata; a file without it (exported elsewhere) needs the first three. Given values
+    override the metadata's normalisation; a class count that contradicts the file is
+    refused.
     """
 
     def __init__(self, path: str | os.PathLike, num_classes: int | None = None,
@@ -111,11 +111,8 @@ class OnnxModel:
         self.precision = self.metadata.precision if self.metadata else "unknown"
         self.class_names = self.metadata.class_names if self.metadata else None
         self.palette = self.metadata.palette if self.metadata else None
-        # ImageNet-normalised x -> the file's: (x * s0 + m0 - m) / s
-        self._scale = torch.tensor(IMAGENET_STD) / torch.tensor(self.std)
-        self._shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(self.mean)) / torch.tensor(self.std)
-        self._renormalise = not (torch.allclose(self._scale, torch.ones(3))
-                                 and torch.allclose(self._shift, torch.zeros(3)))
+        stored = self.metadata.preprocessing if self.metadata else None
+        self.preprocessing = None if stored is None else stored.replace(mean=self.mean, std=self.std)
         self._dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
 
     def __repr__(self) -> str:
@@ -123,8 +120,6 @@ class OnnxModel:
 
     def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:
         x = pixel_values.detach().float().cpu()
-        if self._renormalise:
-            x = x * self._scale.view(1, 3, 1, 1) + self._shift.view(1, 3, 1, 1)
         for axis, side in enumerate(self.input.shape):
             if isinstance(side, int) and side != x.shape[axis]:
                 raise ValueError(f"{self.path} takes a fixed input {_shape(self.input)}, given "
@@ -133,11 +128,21 @@ class OnnxModel:
         return torch.from_numpy(logits).float().to(pixel_values.device)
 
 
+def preprocessing_of(model: Any, default: Preprocessing, source: str, **given: Any) -> tuple[Preprocessing, str]:
+    """``choose_preprocessing`` for a ``SegmentationModel`` (its config's) or an
+    ``OnnxModel`` (its metadata's; a file that stores only its normalisation keeps it over
+    ``default``): the preprocessing and the line that says which."""
+    if isinstance(model, OnnxModel):
+        return choose_preprocessing(model.preprocessing, default.replace(mean=model.mean, std=model.std), source,
+                                    **given)
+    return choose_preprocessing(model.config.preprocessing, default, source, **given)
+
+
 class OnnxSegmenter(Segmenter):
-    """``Segmenter`` on an ONNX file: the same pre-processing, inference modes, label maps
-    and overlays. Class names: ``class_names``, else the file's metadata, else the
-    defaults; colours from the metadata, else ``palette_for``. ``num_classes``, ``mean``
-    and ``std`` are for files without metadata (see ``OnnxModel``). CPU only.
+    """``Segmenter`` on an ONNX file: the same preprocessing (the file's), inference modes,
+    label maps and overlays. Class names: ``class_names``, else the file's metadata, else
+    the defaults; colours from the metadata, else ``palette_for``. ``num_classes``,
+    ``mean`` and ``std`` are for files without metadata (see ``OnnxModel``). CPU only.
     """
 
     def __init__(
@@ -145,9 +150,9 @@ class OnnxSegmenter(Segmenter):
         path: str | os.PathLike,
         device: str | torch.device = "cpu",
         size: Sequence[int] | None = None,
-        mode: str = "whole",
-        crop: int | Sequence[int] = 512,
-        stride: int | Sequence[int] = 341,
+        mode: str | None = None,
+        crop: int | Sequence[int] | None = None,
+        stride: int | Sequence[int] | None = None,
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         multiple_of: int | None = None,
@@ -156,16 +161,22 @@ class OnnxSegmenter(Segmenter):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         threads: int | None = None,
+        scale: Sequence[int] | None = None,
+        own_size: bool = False,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         resolve_device(device, onnx=True)
-        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
+        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of, scale, own_size)
         self.model = OnnxModel(path, num_classes=num_classes, mean=mean, std=std, threads=threads)
         self.num_classes = self.model.num_classes
         self._set_classes(class_names, self.model.class_names, str(path), self.model.palette)
+        self._set_preprocessing(preprocessing or self.model.preprocessing,
+                                IMAGE_DEFAULT.replace(mean=self.model.mean, std=self.model.std),
+                                "the given preprocessing" if preprocessing else str(path))
 
     def __repr__(self) -> str:
         return (f"OnnxSegmenter({self.model.path}, {self.model.name}, classes={self.num_classes}, "
-                f"precision={self.model.precision}, size={self.size}, mode={self.mode!r})")
+                f"precision={self.model.precision}, {self.preprocessing.describe()})")
 
 
 def open_segmenter(source: Any, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
@@ -176,5 +187,5 @@ def open_segmenter(source: Any, mean: Sequence[float] | None = None, std: Sequen
         return OnnxSegmenter(source, mean=mean, std=std, **options)
     if mean is not None or std is not None:
         raise ValueError(f"{source}: the normalisation options are for .onnx files without metadata; a checkpoint "
-                         "is normalised as it was trained (ImageNet mean/std)")
+                         "is normalised as its preprocessing says (ImageNet mean/std when it stores none)")
     return Segmenter(source, **options)

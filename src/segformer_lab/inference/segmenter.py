@@ -14,12 +14,16 @@ from (a checkpoint, a registered name or a model) with the names of its classes.
     seg.label_image(labels).save("labels.png")          # palette PNG, pixel = class index
 
 Images are paths, PIL images, arrays or tensors, read by ``load_rgb`` (the same pixels
-whatever the form; photos turned upright by their EXIF orientation). They are normalised
-with ImageNet's mean and standard deviation, resized to ``size`` if given (else kept, with
-sides below 32 scaled up to the model's minimum), and the logits are upsampled once, to
-the image's own size. ``mode="slide"`` runs overlapping ``crop`` windows (large images).
-Inference itself is ``predict_labels`` (band by band: no full-size score map
-unless ``probabilities`` are asked for; ``confidence`` needs none).
+whatever the form; photos turned upright by their EXIF orientation). They are resized, normalised
+and run (whole, or in ``slide`` windows) as the model's ``Preprocessing`` says (the one
+its training stored with it: ``config.json``, a run's checkpoint, an ONNX file's
+metadata, a Hub checkpoint's ``preprocessor_config.json``); the options given here
+(``size``, ``scale``, ``multiple_of``, ``mode``, ``crop``, ``stride``, or a whole
+``preprocessing``) go over it, and a model that stores none runs images at their own size
+(sides below 32 scaled up), ImageNet's mean/std, whole: ``preprocessing_line`` says which.
+The logits are upsampled once, to the image's own size. Inference itself is
+``predict_labels`` (band by band: no full-size score map unless ``probabilities`` are
+asked for; ``confidence`` needs none).
 
 Class names and colours are the model's own (its config's ``class_names`` and
 ``palette``, which training and ``load_model`` fill in), else ``resolve_class_names``'s
@@ -28,6 +32,7 @@ fallback (ADE20K's for 150 classes, else ``class k``, said once in the log).
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Iterable, Sequence
 
@@ -35,12 +40,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data import IMAGE_DEFAULT, Preprocessing, choose_preprocessing
 from ..models import SegmentationModel, open_model
 from ..models.labels import resolve_class_names
 from .colours import label_image, overlay_image, palette_for
 from .devices import resolve_device
-from .images import input_size, load_rgb, to_pixel_values
+from .images import load_rgb
 from .logits import check_settings, predict_labels
+
+log = logging.getLogger("segformer_lab")
 
 
 # --- the API --------------------------------------------------------------------------
@@ -66,10 +74,12 @@ class Segmenter:
 
     ``checkpoint_or_model``: a checkpoint path (anything ``load_model`` reads), a
     registered model name (random weights; ``num_classes`` sets its classes) or a
-    ``SegmentationModel``. ``size``: ``(H, W)`` the images are resized to (default: kept;
-    ``multiple_of`` rounds the sides, as mmseg's AlignedResize with 32). ``mode``:
-    ``"whole"`` or ``"slide"`` (``crop`` windows every ``stride`` pixels, averaged).
-    ``scales`` and ``flip``: test-time augmentation (probabilities averaged).
+    ``SegmentationModel``. ``preprocessing``: how images reach the model (default: the
+    model's own; see the module notes); ``size`` (a fixed ``(H, W)``), ``scale`` (keep the
+    aspect ratio within ``(long, short)``), ``own_size`` (no resize), ``multiple_of``
+    (sides rounded up, as mmseg's AlignedResize with 32), ``mode`` (``"whole"`` or
+    ``"slide"``: ``crop`` windows every ``stride`` pixels, averaged) change it. ``scales``
+    and ``flip``: test-time augmentation (probabilities averaged).
     ``class_names``: default the model's own (its config's, e.g. a checkpoint's
     ``id2label``), else ADE20K's for 150 classes, else ``class k``.
     """
@@ -79,21 +89,33 @@ class Segmenter:
         checkpoint_or_model: str | os.PathLike | SegmentationModel,
         device: str | torch.device = "cpu",
         size: Sequence[int] | None = None,
-        mode: str = "whole",
-        crop: int | Sequence[int] = 512,
-        stride: int | Sequence[int] = 341,
+        mode: str | None = None,
+        crop: int | Sequence[int] | None = None,
+        stride: int | Sequence[int] | None = None,
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         multiple_of: int | None = None,
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
+        scale: Sequence[int] | None = None,
+        own_size: bool = False,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
-        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
+        self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of, scale, own_size)
         self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
         self.num_classes = self.model.config.num_classes
         config = self.model.config
         source = config.name if isinstance(checkpoint_or_model, SegmentationModel) else str(checkpoint_or_model)
         self._set_classes(class_names, config.class_names, source, config.palette)
+        self._set_preprocessing(preprocessing or config.preprocessing, IMAGE_DEFAULT,
+                                "the given preprocessing" if preprocessing else source)
+
+    def _set_preprocessing(self, stored: Preprocessing | None, default: Preprocessing, source: str) -> None:
+        """The preprocessing images get (shared with ``OnnxSegmenter``): the options given
+        over ``stored`` (the model's), else over ``default``; ``preprocessing_line`` says which."""
+        self.preprocessing, self.preprocessing_line = choose_preprocessing(stored, default, source, **self._given)
+        check_settings(**self.preprocessing.inference, scales=self.scales)  # before any image
+        log.debug("%s", self.preprocessing_line)
 
     def _set_classes(self, class_names: Sequence[str] | None, stored: Sequence[str] | None, source: str,
                      stored_palette: Any) -> None:
@@ -103,25 +125,26 @@ class Segmenter:
         self.class_names = resolve_class_names(given, self.num_classes, where)
         self.palette = palette_for(self.num_classes, stored_palette)
 
-    def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of) -> None:
+    def _set_options(self, device, size, mode, crop, stride, scales, flip, multiple_of, scale, own_size) -> None:
         """Check and keep the inference settings (shared with ``OnnxSegmenter``)."""
+        if sum((size is not None, scale is not None, own_size)) > 1:
+            raise ValueError("give one of size (a fixed H x W), scale (keep the aspect ratio) and own_size")
         if size is not None and (len(size) != 2 or min(size) < SegmentationModel.min_size):
             raise ValueError(f"size must be (H, W) with sides >= {SegmentationModel.min_size}, got {size}")
         self.device = resolve_device(device)
-        check_settings(mode, crop, stride, scales)
-        self.size = None if size is None else (int(size[0]), int(size[1]))
-        self.mode, self.crop, self.stride = mode, crop, stride
+        self._given = {"own_size": own_size, "size": size, "scale": scale, "multiple_of": multiple_of, "mode": mode,
+                       "crop": crop, "stride": stride}
         self.scales, self.flip = tuple(scales), flip
-        self.multiple_of = multiple_of
 
     def __repr__(self) -> str:
         return (
             f"Segmenter({self.model.config.name}, classes={self.num_classes}, device={self.device}, "
-            f"size={self.size}, mode={self.mode!r})"
+            f"{self.preprocessing.describe()})"
         )
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        return input_size(height, width, self.size, self.multiple_of, SegmentationModel.min_size)
+        """The size an image of ``height`` x ``width`` runs at."""
+        return self.preprocessing.input_size(height, width, SegmentationModel.min_size)
 
     def predict(self, image: Any, probabilities: bool = False, confidence: bool = False):
         """The label map ``int64 [H, W]`` at the image's size; with ``probabilities``,
@@ -142,10 +165,10 @@ class Segmenter:
         results: list = []
         for group in _groups(rgbs, batch_size, self.input_size):
             out_size = group[0].shape[:2]
-            x = torch.cat([to_pixel_values(rgb, self.input_size(*out_size), self.device) for rgb in group])
+            x = torch.cat([self.preprocessing.pixel_values(rgb, self.device) for rgb in group])
             predicted = predict_labels(
-                self.model, x, out_size, mode=self.mode, crop=self.crop, stride=self.stride,
-                scales=self.scales, flip=self.flip, probabilities=probabilities, confidence=confidence,
+                self.model, x, out_size, **self.preprocessing.inference, scales=self.scales, flip=self.flip,
+                probabilities=probabilities, confidence=confidence,
             )  # fmt: skip
             if not (probabilities or confidence):
                 results.extend(predicted.cpu().numpy())

@@ -5,7 +5,8 @@ the decoder, the number of classes (and, optionally, their names and colours). I
 round-trips through plain dicts (and so JSON or YAML) with ``to_dict`` / ``from_dict``;
 ``config.json`` next to saved weights is exactly ``to_dict()``, where the class names are
 ``id2label`` (``{"0": "wall", ...}``, transformers' key) and the colours ``palette``
-(``[[r, g, b], ...]``), each only when known.
+(``[[r, g, b], ...]``), each only when known, and ``preprocessing`` (how the model takes
+images: ``data.Preprocessing.to_dict``), when known.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
+from ..data.preprocessing import Preprocessing, PreprocessingError
 from ..layers.activation import ACTIVATIONS
 from ..layers.attention import KV_POOLINGS
 from ..layers.ffn import FFNS, MIX_CFN_NORMS
@@ -280,7 +282,9 @@ class ModelConfig:
 
     ``class_names`` and ``palette`` (one RGB colour per class) describe the classes, when
     known; they change nothing the model computes, and ``replace(num_classes=...)`` to
-    another count drops them (unless new ones are given)."""
+    another count drops them (unless new ones are given). ``preprocessing`` says how the
+    model takes images (resize, normalisation, inference mode: ``data.Preprocessing``):
+    training fills it in, every consumer applies it; None for a model that does not say."""
 
     stages: tuple[StageConfig, ...]
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -292,6 +296,7 @@ class ModelConfig:
     name: str = "custom"
     class_names: tuple[str, ...] | None = None
     palette: tuple[tuple[int, int, int], ...] | None = None
+    preprocessing: Preprocessing | None = None
 
     def __post_init__(self) -> None:
         # Accept lists/dicts (as read from JSON) and normalise them to the typed form.
@@ -311,6 +316,11 @@ class ModelConfig:
                 object.__setattr__(self, "palette", tuple(tuple(int(c) for c in rgb) for rgb in self.palette))
             except (TypeError, ValueError):
                 raise ConfigError(f"palette must be a list of [r, g, b] colours, got {self.palette!r}") from None
+        if self.preprocessing is not None and not isinstance(self.preprocessing, Preprocessing):
+            try:
+                object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing, "config"))
+            except PreprocessingError as e:
+                raise ConfigError(str(e)) from None
         self.validate()
 
     def validate(self) -> None:
@@ -391,12 +401,13 @@ class ModelConfig:
         return self.with_stages(fold=False).replace(decoder={"fold": False})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types: tuples become lists; class names are ``id2label`` and both they
-        and ``palette`` are left out when unknown."""
+        """Plain JSON types: tuples become lists; class names are ``id2label``; class names,
+        ``palette`` and ``preprocessing`` are left out when unknown."""
         d = json.loads(json.dumps(asdict(self)))
-        names, palette = d.pop("class_names"), d.pop("palette")
+        names, palette, preprocessing = d.pop("class_names"), d.pop("palette"), d.pop("preprocessing")
         return {**d, **({"id2label": to_id2label(names)} if names is not None else {}),
-                **({"palette": palette} if palette is not None else {})}
+                **({"palette": palette} if palette is not None else {}),
+                **({"preprocessing": preprocessing} if preprocessing is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:

@@ -10,7 +10,8 @@ project's (``"format": "segformer_lab"``), so ``load_model`` reads such a direct
 downloaded snapshot of such a repository as it is, as it reads transformers' own.
 
 Resolution goes through huggingface_hub's cache (``snapshot_download``, only
-``config.json`` and the weights): a cached snapshot loads without network, and
+``config.json``, the weights and, when the repository has one, transformers'
+``preprocessor_config.json``: how the model takes images): a cached snapshot loads without network, and
 ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE`` and ``HF_HOME`` mean what huggingface_hub says they
 mean. A local path always wins over a Hub id of the same spelling.
 
@@ -34,7 +35,7 @@ from torch import nn
 
 from .._io import atomic_write
 from .parameters import parameter_counts
-from .pretrained import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
+from .pretrained import CONFIG_NAME, PREPROCESSOR_NAME, WEIGHTS_NAME, CheckpointError
 
 CARD_NAME = "README.md"
 LIBRARY_NAME = "segformer-lab"
@@ -258,8 +259,9 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
 
 
 def download(repo_id: str, revision: str | None = None, token: str | None = None, source: str | None = None) -> Path:
-    """A local snapshot of the Hub model ``repo_id`` holding ``config.json`` and its
-    weights (``model.safetensors``, else ``pytorch_model.bin``; nothing else is fetched),
+    """A local snapshot of the Hub model ``repo_id`` holding ``config.json``, its
+    weights (``model.safetensors``, else ``pytorch_model.bin``) and its
+    ``preprocessor_config.json`` if it has one (nothing else is fetched),
     through huggingface_hub's cache: a cached snapshot needs no network, ``HF_HUB_OFFLINE``
     forbids it. A ``HubError`` (``source``: the id as the user wrote it) says what was
     tried and how to fetch the files by hand."""
@@ -275,8 +277,8 @@ def download(repo_id: str, revision: str | None = None, token: str | None = None
     wanted, partial = revision, None
     for weights in HF_WEIGHTS_NAMES:
         try:
-            snapshot = Path(hub.snapshot_download(
-                repo_id=repo_id, revision=wanted, token=token, allow_patterns=[CONFIG_NAME, weights]))  # fmt: skip
+            snapshot = Path(hub.snapshot_download(repo_id=repo_id, revision=wanted, token=token,
+                                                  allow_patterns=[CONFIG_NAME, PREPROCESSOR_NAME, weights]))
         except incomplete as err:
             partial = err  # cached, offline, without this weights file: try the next one
             continue

@@ -30,6 +30,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_TAG = "segformer_lab"  # config.json's "format"
 CLASSIFICATION = "classification"  # config.json's "task" for an ImageClassifier; segmentation has none
+PREPROCESSOR_NAME = "preprocessor_config.json"  # transformers' image processor (optional)
+HF_PREPROCESSING_KEY = "segformer_lab_preprocessing"  # our whole preprocessing in a transformers config.json
 MODEL_CONFIG_KEY = "model_config"  # the config.json dict inside a training run's Lightning checkpoint
 
 Model = TypeVar("Model", bound="PretrainedMixin")
@@ -43,9 +45,10 @@ def task_name(task: str | None) -> str:
     return task or "segmentation"
 
 
-def read_config(directory: Path) -> dict[str, Any] | None:
-    """The ``config.json`` of ``directory`` (any project's), or None if it has none."""
-    config_file = directory / CONFIG_NAME
+def read_config(directory: Path, name: str = CONFIG_NAME) -> dict[str, Any] | None:
+    """The ``config.json`` (or another JSON file ``name``, e.g. transformers'
+    ``preprocessor_config.json``) of ``directory`` (any project's), or None if it has none."""
+    config_file = directory / name
     if not config_file.is_file():
         return None
     try:

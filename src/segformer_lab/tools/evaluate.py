@@ -2,8 +2,11 @@
 exported ``.onnx`` file, in onnxruntime) on a dataset, with sliding-window / multi-scale /
 flip inference and resolution sweeps.
 
-Settings not given on the command line come from the run's config when the checkpoint
-belongs to a run (its data, validation transforms and inference mode). Classes are named
+Images are prepared as the model's preprocessing says (``data.Preprocessing``: the run's
+when the checkpoint belongs to one, else the one stored with the model or in the ONNX
+file, else the defaults; ``--size``/``--scale``/``--multiple-of``/``--mode`` ... go over
+it), and one line says which; the data and test-time augmentation come from the run's
+config too (``engine.run_recipe``, the one reader of a run's recipe). Classes are named
 as the model names them (``id2label``), else as the dataset does. The text output ends
 with the five most confused class pairs; ``--plots DIR`` writes the confusion matrix, a
 per-class IoU chart and a CSV (``eval_plots``).
@@ -19,13 +22,12 @@ from typing import Any
 import torch
 
 from .._io import write_json
-from ..data import build_dataset, build_transforms
-from ..engine import DEFAULTS, evaluate, load_for_eval, most_confused
+from ..engine import dataset_view, eval_preprocessing, evaluate, load_for_eval, most_confused, augmentation_of
 from ..engine.evaluation import model_classes
-from ..inference import MODES
 from ..models.labels import resolve_class_names
 from ..analysis.eval_plots import require_matplotlib, write_plots
-from .options import add_onnx_arguments, non_negative_int, onnx_options, positive_int, positive_int_list, scale
+from .options import (add_onnx_arguments, add_preprocessing_arguments, non_negative_int, onnx_options,
+                      positive_int_list, preprocessing_options, scale)
 
 CONFUSED_PAIRS = 5  # listed after the per-class table
 
@@ -33,7 +35,7 @@ CONFUSED_PAIRS = 5  # listed after the per-class table
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Evaluate a run directory, a run's .ckpt, any checkpoint load_model reads or an exported .onnx file "
-        "(in onnxruntime, with the same transforms, inference and metrics). Scores are "
+        "(in onnxruntime, with the same preprocessing, inference and metrics). Scores are "
         "mmseg's (one confusion matrix over the set; nanmean over classes). Predictions are upsampled to "
         "the original label size."
     )
@@ -42,11 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="FORMAT:ROOT", help="dataset, e.g. ade20k:/data/ADEChallengeData2016 "
                    "(formats: ade20k, parquet, folder; default: the run's)")
     p.add_argument("--split", help="split (default: the run's validation split, else validation)")
-    p.add_argument("--transforms", metavar="NAME", help="validation pipeline (default: the run's, else 'val')")
-    p.add_argument("--mode", choices=MODES, help="whole image or sliding window (default: the run's, "
-                   "else whole)")
-    p.add_argument("--crop", type=positive_int, help="sliding window size (default 512)")
-    p.add_argument("--stride", type=positive_int, help="sliding window stride (default 341)")
+    add_preprocessing_arguments(p)
     p.add_argument("--scales", type=scale, nargs="+", metavar="S", help="test scales, averaged (e.g. 0.5 0.75 1.0 "
                    "1.25 1.5 1.75)")
     p.add_argument("--flip", action="store_true", default=None, help="add horizontally flipped inputs")
@@ -103,32 +101,27 @@ def run(args: argparse.Namespace) -> int:
         if args.sizes:
             raise ValueError("--plots describes one evaluation: leave out --sizes")
         require_matplotlib()
-    model, run = load_for_eval(args.checkpoint, **onnx_options(args))
+    model, recipe = load_for_eval(args.checkpoint, **onnx_options(args))
     num_classes, own_names = model_classes(model)
-    config = run or DEFAULTS
+    preprocessing, line = eval_preprocessing(model, recipe, str(args.checkpoint), **preprocessing_options(args))
     if args.data:
         fmt, sep, root = args.data.partition(":")
         if not sep or not root:
             raise ValueError(f"--data must be FORMAT:ROOT, got {args.data!r}")
-        options = {}
-    elif run:
-        fmt, root, options = config["data"]["format"], config["data"]["root"], config["data"]["options"]
-    else:
+    elif recipe is None:
         raise ValueError("--data FORMAT:ROOT is needed for a checkpoint outside a run directory")
-    split = args.split or (run["data"]["val_split"] if run and not args.data else "validation")
-    if args.sizes:
-        transforms = {"name": "none"}
-    elif args.transforms:
-        transforms = {"name": args.transforms}
     else:
-        transforms = dict(config["data"]["val_transforms"])
-    params = dict(transforms)
-    dataset = build_dataset(fmt, root, split, transforms=build_transforms(params.pop("name"), **params),
-                            num_classes=num_classes, skip_bad=args.skip_bad, **options)
-    inference = {key: config["val"][key] if getattr(args, key) is None else getattr(args, key)
-                 for key in ("mode", "crop", "stride", "scales", "flip")}
+        fmt, root = recipe.data
+    split = args.split or (recipe.split("val") if recipe and not args.data else "validation")
+    # a sweep reads the images at their own size and resizes them to each short side
+    view = preprocessing.at_own_size() if args.sizes else preprocessing
+    dataset = dataset_view((fmt, root), split, view, num_classes, args.skip_bad, recipe)
+    tta = augmentation_of(recipe)
+    inference = {**preprocessing.inference, **{key: tta[key] if getattr(args, key) is None else getattr(args, key)
+                                               for key in tta}}
+    print(line)
     results = evaluate(model, dataset, sizes=args.sizes, device=args.device, num_workers=args.num_workers,
-                       **inference)
+                       preprocessing=preprocessing, **inference)
     names = resolve_class_names(own_names or getattr(dataset, "classes", None) or None, num_classes,
                                 str(args.checkpoint))
     rows = [report(scores, names, size) for size, scores in results.items()]
@@ -147,8 +140,7 @@ def run(args: argparse.Namespace) -> int:
                                   [percent(v) for v in scores["Acc"]])
             print(f"plots: {', '.join(str(p) for p in written)}")
     if args.json:
-        out = {"checkpoint": str(args.checkpoint), "data": {"format": fmt, "root": str(root), "split": split,
-                                                             "transforms": transforms},
-               "inference": inference, "results": rows}
+        out = {"checkpoint": str(args.checkpoint), "data": {"format": fmt, "root": str(root), "split": split},
+               "preprocessing": preprocessing.to_dict(), "inference": inference, "results": rows}
         write_json(Path(args.json), out)
     return 0

@@ -12,9 +12,7 @@ import sys
 import torch
 
 from .._io import write_json
-from ..data import IMAGENET_MEAN, IMAGENET_STD
-from ..engine import DEFAULTS
-from ..engine.evaluation import run_config
+from ..engine import dataset_view, eval_preprocessing, run_recipe
 from ..export import (
     DEFAULT_OPSET,
     EXPORT_EXTRA_HINT,
@@ -34,7 +32,7 @@ from ..export.quantize import DEFAULT_DYNAMIC, DEFAULT_STATIC, RECIPES, export_i
 from ..inference import OnnxModel
 from ..models import CheckpointError, open_model, save_transformers
 from .options import data_spec, positive_int
-from ..analysis.onnx_report import dataset_view, format_report, onnx_report, report_data
+from ..analysis.onnx_report import format_report, onnx_report, report_data
 from ..analysis.timing import torch_threads
 
 QUANTISED_OP_NAMES = {"MatMulIntegerToFloat", "DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear",
@@ -70,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"(no data; weights int8, activations quantised at run time); checked by argmax agreement >= "
                    f"{100 * INT8_MIN_AGREEMENT:.0f}%% with PyTorch")  # fmt: skip
     p.add_argument("--calibrate", type=data_spec, metavar="FORMAT:ROOT",
-                   help="--int8 calibration data, through the model's validation transforms (the run's, else 'val')")
+                   help="--int8 calibration data, through the model's preprocessing (the run's, else the one stored "
+                   "with the model, else the defaults)")
     p.add_argument("--calib-images", type=positive_int, default=DEFAULT_CALIBRATION_IMAGES, metavar="N",
                    help=f"calibration images, spread over the split (default {DEFAULT_CALIBRATION_IMAGES})")
     p.add_argument("--calib-split", metavar="SPLIT",
@@ -83,8 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-check", action="store_true", help="write the file without running it in onnxruntime")
     report = p.add_argument_group("accuracy report (PyTorch float32 against the ONNX files on a dataset)")
     report.add_argument("--report", type=data_spec, metavar="FORMAT:ROOT",
-                        help="after the export, score PyTorch and the file on the validation split (the run's "
-                        "transforms and inference settings, else the defaults): mIoU, max abs score difference, "
+                        help="after the export, score PyTorch and the file on the validation split (the model's "
+                        "preprocessing, as eval: the run's, else its own, else the defaults): mIoU, max abs score "
+                        "difference, "
                         "argmax agreement, onnxruntime latency in turns")
     report.add_argument("--compare", nargs="+", default=[], metavar="FILE.onnx",
                         help="more exported files of the same model in the report (e.g. the float16 and int8 ones)")
@@ -112,14 +112,16 @@ def check_int8_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--int8-recipe {args.int8_recipe} is {RECIPES[args.int8_recipe].mode}: it {need}")
 
 
-def calibration_data(args: argparse.Namespace, model, run: dict | None):
+def calibration_data(args: argparse.Namespace, model, recipe):
     """The calibration images of ``--calibrate FORMAT:ROOT``: the split as the model sees it
-    (``analysis.onnx_report.dataset_view``, the run's validation transforms); a class count other than
-    the model's, or an empty split, is refused naming the option."""
+    (``engine.dataset_view`` through ``engine.eval_preprocessing``: the run's, else the
+    model's own, else the defaults); a class count other than the model's, or an empty
+    split, is refused naming the option."""
     where = ":".join(args.calibrate)
-    split = args.calib_split or (run or DEFAULTS)["data"]["train_split"]
+    split = args.calib_split or (recipe.split("train") if recipe is not None else "training")
+    preprocessing, _ = eval_preprocessing(model, recipe, str(args.source))
     try:
-        dataset = dataset_view(args.calibrate, run, model.config.num_classes, split)
+        dataset = dataset_view(args.calibrate, split, preprocessing, model.config.num_classes, recipe=recipe)
     except ValueError as err:
         raise ValueError(f"--calibrate {where} [{split}]: {err}") from err
     return calibration_images(dataset, args.calib_images), f"{where} [{split}]"
@@ -142,17 +144,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         require_export_packages()
         model = open_model(args.source, num_classes=args.num_classes)
-        run = run_config(args.source)
+        recipe = run_recipe(args.source)
         if args.report:  # what the report needs is checked before the export
-            dataset, inference = report_data(args.report, run, model.config.num_classes)
+            preprocessing, line = eval_preprocessing(model, recipe, str(args.source))
+            dataset, inference = report_data(args.report, recipe, preprocessing, model.config.num_classes)
             threads = args.report_threads or torch.get_num_threads()
             # files of this model: its classes and normalisation, should one carry no metadata
-            known = {"num_classes": model.config.num_classes, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+            known = {"num_classes": model.config.num_classes, "mean": preprocessing.mean, "std": preprocessing.std}
             others = [OnnxModel(path, threads=threads, **known) for path in args.compare]
         elif args.compare or args.report_json or args.report_threads:
             raise ValueError("--compare, --report-json and --report-threads go with --report FORMAT:ROOT")
         if args.int8:
-            images, where = calibration_data(args, model, run) if args.calibrate else (None, None)
+            images, where = calibration_data(args, model, recipe) if args.calibrate else (None, None)
             result, quantised = export_int8(model, args.onnx, recipe=args.int8_recipe, calibration=images,
                                             opset=args.opset, check=not args.no_check)
         else:
@@ -188,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {quantised['description']}; ops: " + ", ".join(f"{k} {v}" for k, v in quantised["op_types"].items()
                                                                if k in QUANTISED_OP_NAMES))
     if args.report:
+        print(line)
         files = [OnnxModel(result.path, threads=threads), *others]
         with torch_threads(threads):
             report = onnx_report(model, files, dataset, inference, size=args.report_size,

@@ -1,13 +1,14 @@
 """Argument types the tools share: a wrong number is refused by the parser, up front and
 once, as one line naming the option (``argument --crop: ...``), not per image or deep in a run.
-Also the options ``eval`` and ``predict`` take for an ONNX file without our metadata."""
+Also the options ``eval`` and ``predict`` share: the preprocessing ones (over the model's
+own) and those of an ONNX file without our metadata."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..inference import NORMALIZATIONS
+from ..inference import MODES, NORMALIZATIONS
 from ..inference.logits import MAX_SCALE
 
 
@@ -57,6 +58,32 @@ def data_spec(text: str) -> tuple[str, str]:
     if not sep or not fmt or not root:
         raise argparse.ArgumentTypeError(f"expected FORMAT:ROOT, e.g. ade20k:/data/ade, got {text!r}")
     return fmt, root
+
+
+PREPROCESSING_OPTIONS = ("size", "scale", "multiple_of", "mode", "crop", "stride")
+
+
+def add_preprocessing_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that change the model's preprocessing (``data.Preprocessing``; default:
+    the one stored with the model, else the defaults; the command prints which)."""
+    group = p.add_argument_group("preprocessing (default: the model's own, stored with it; else the defaults)")
+    resize = group.add_mutually_exclusive_group()
+    resize.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"),
+                        help="resize images to H x W for the model")
+    resize.add_argument("--scale", nargs=2, type=positive_int, metavar=("LONG", "SHORT"),
+                        help="resize keeping the aspect ratio, long side <= LONG and short side <= SHORT "
+                        "(mmseg's 2048 512)")
+    resize.add_argument("--own-size", action="store_true", help="no resize: images at their own size")
+    group.add_argument("--multiple-of", type=positive_int, metavar="N",
+                       help="round the model's input sides up to multiples of N (32: mmseg's AlignedResize)")
+    group.add_argument("--mode", choices=MODES, help="whole image, or sliding windows for large images")
+    group.add_argument("--crop", type=positive_int, help="sliding window size")
+    group.add_argument("--stride", type=positive_int, help="sliding window stride")
+
+
+def preprocessing_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``add_preprocessing_arguments`` values (None: not given), for ``choose_preprocessing``."""
+    return {"own_size": args.own_size, **{key: getattr(args, key) for key in PREPROCESSING_OPTIONS}}
 
 
 def add_onnx_arguments(p: argparse.ArgumentParser, num_classes: bool = True) -> None:

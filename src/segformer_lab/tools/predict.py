@@ -8,7 +8,9 @@ non-JPEG inputs): the image blended with the class colours and a legend of the c
 names (the model's own, see ``Segmenter``), and with ``--confidence``
 ``NAME_confidence.png``, the probability of the predicted class per pixel as a 16-bit PNG
 (0..65535 = 0..1), and ``NAME_confidence_overlay.jpg|png``, its heat map over the image.
-Sizes are the input's. An input that cannot be read is reported and skipped; the others
+Images run as the model's preprocessing says (the one stored with it: a trained run's
+validation protocol; ``--size``/``--scale``/``--multiple-of``/``--mode`` go over it; one line
+says which); outputs have the input's size. An input that cannot be read is reported and skipped; the others
 are still written, and the exit status is 1 if any failed.
 
 Every file predict writes says so in its metadata (``WRITER``: a PNG ``Software`` text
@@ -37,14 +39,14 @@ from .._io import atomic_write
 from ..data import IMAGE_SUFFIXES, DataError, read_text
 from ..inference import (
     MAX_PALETTE_CLASSES,
-    MODES,
     Segmenter,
     confidence_image,
     confidence_overlay,
     load_rgb,
     open_segmenter,
 )
-from .options import add_onnx_arguments, onnx_options, positive_int, scale
+from .options import (add_onnx_arguments, add_preprocessing_arguments, onnx_options, positive_int,
+                      preprocessing_options, scale)
 
 log = logging.getLogger("segformer_lab")
 
@@ -262,7 +264,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "Segment image files, directories or glob patterns with a checkpoint (anything load_model "
         "reads; a registered model name gives random weights) or an exported .onnx file. Writes OUT/NAME.png, "
         "a palette PNG whose pixel values are class indices (ADE20K's palette for 150 classes), and with "
-        "--overlay OUT/NAME_overlay.jpg|png with a legend of the model's class names (--confidence: confidence maps too). Outputs have the input's "
+        "--overlay OUT/NAME_overlay.jpg|png with a legend of the model's class names (--confidence: confidence maps "
+        "too). Images are resized and normalised as the model's stored preprocessing says (printed); outputs have the input's "
         "size; unreadable inputs are reported and skipped (exit 1)."
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint path, Hugging Face Hub id "
@@ -277,15 +280,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write NAME_confidence.png (probability of the predicted class per pixel, 16-bit: "
                    "0..65535 = 0..1) and NAME_confidence_overlay.jpg|png (its heat map over the image)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colours, 0..1 (default 0.5)")
-    p.add_argument("--size", nargs=2, type=positive_int, metavar=("H", "W"),
-                   help="resize images to H x W for the model (default: their own size; sides < 32 scaled up)")
-    p.add_argument("--multiple-of", type=positive_int, metavar="N",
-                   help="round the model's input sides to multiples of N "
-                   "(32: mmseg's AlignedResize)")  # fmt: skip
-    p.add_argument("--mode", choices=MODES, default="whole",
-                   help="whole image, or sliding windows for large images (default whole)")
-    p.add_argument("--crop", type=positive_int, default=512, help="sliding window size (default 512)")
-    p.add_argument("--stride", type=positive_int, default=341, help="sliding window stride (default 341)")
+    add_preprocessing_arguments(p)
     p.add_argument("--scales", type=scale, nargs="+", default=(1.0,), metavar="S",
                    help="test-time scales, probabilities averaged (default 1.0)")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs (test-time augmentation)")
@@ -304,14 +299,14 @@ def run(args: argparse.Namespace) -> int:
         class_names = [ln.strip() for ln in read_text(args.class_names).splitlines() if ln.strip()]
     try:
         segmenter = open_segmenter(
-            args.checkpoint, device=args.device, size=args.size, mode=args.mode, crop=args.crop,
-            stride=args.stride, scales=args.scales, flip=args.flip, multiple_of=args.multiple_of,
-            class_names=class_names, **onnx_options(args),
+            args.checkpoint, device=args.device, scales=args.scales, flip=args.flip, class_names=class_names,
+            **preprocessing_options(args), **onnx_options(args),
         )  # fmt: skip
     except ValueError as e:
         if class_names is None:
             raise
         raise ValueError(f"--class-names {args.class_names}: {e}") from None
+    print(segmenter.preprocessing_line)
     started = time.perf_counter()
     summary = predict_files(segmenter, args.inputs, args.out, args.overlay, args.alpha, args.batch,
                             confidence=args.confidence, overwrite=args.overwrite)

@@ -18,8 +18,9 @@ from ..config import (
     StageConfig,
     check_types,
 )
+from ...data.preprocessing import Preprocessing, PreprocessingError
 from ..labels import names_from_id2label
-from ..pretrained import CONFIG_NAME, MODEL_CONFIG_KEY, CheckpointError
+from ..pretrained import CONFIG_NAME, HF_PREPROCESSING_KEY, MODEL_CONFIG_KEY, PREPROCESSOR_NAME, CheckpointError
 from ..registry import get_config, list_models
 from . import boost_original, rope_original
 from .formats import OWN_CLASSIFIER_FORMAT
@@ -30,7 +31,21 @@ def segmentation_config(source: Source, converted: dict[str, torch.Tensor], note
     """The segmentation model ``source`` describes; ``notes`` gets what was assumed.
 
     An ``ImageClassifier``'s config keeps its encoder and gets ``DEFAULT_NUM_CLASSES``
-    (ADE20K's) for the decode head, as do encoder-only checkpoints."""
+    (ADE20K's) for the decode head, as do encoder-only checkpoints. Its preprocessing is
+    the config's own, else that of transformers' ``preprocessor_config.json`` beside it
+    (a Hub checkpoint's), else none."""
+    config = _described_config(source, converted, notes)
+    if config.preprocessing is None and source.image_processor is not None:
+        try:
+            preprocessing = Preprocessing.from_image_processor(source.image_processor,
+                                                               str(source.path / PREPROCESSOR_NAME))
+        except PreprocessingError as e:
+            raise CheckpointError(str(e)) from None
+        config = config.replace(preprocessing=preprocessing)
+    return config
+
+
+def _described_config(source: Source, converted: dict[str, torch.Tensor], notes: list[str]) -> ModelConfig:
     if source.own_config is not None:
         try:
             config = ModelConfig.from_dict(source.own_config)
@@ -90,8 +105,9 @@ HF_TYPES = {
 
 def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> ModelConfig:
     """A ``ModelConfig`` from a ``SegformerConfig`` dict (missing entries take
-    transformers' defaults, which are MiT-B0's), or the RoPE seed's (``rope_seed``); its
-    ``id2label`` names the classes (transformers' ``LABEL_k`` placeholders name nothing).
+    transformers' defaults, which are MiT-B0's), or the RoPE project's (``rope_original``); its
+    ``id2label`` names the classes (transformers' ``LABEL_k`` placeholders name nothing);
+    ``segformer_lab_preprocessing`` (written by ``save_transformers``) is our preprocessing in full.
     An entry of the wrong type is a ``ConfigError`` naming it (its own name, not ours)."""
     check_types(HF_TYPES, hf)
     if hf.get("hidden_act", "gelu") != "gelu":
@@ -136,6 +152,7 @@ def config_from_hf(hf: dict[str, Any], encoder_only: bool, notes: list[str]) -> 
         in_channels=hf.get("num_channels", 3),
         drop_path_rate=hf.get("drop_path_rate", 0.1),
         class_names=class_names,
+        preprocessing=hf.get(HF_PREPROCESSING_KEY),
     )
     if hf.get("model_type") == rope_original.MODEL_TYPE:
         config = rope_original.from_original_config(config, hf)

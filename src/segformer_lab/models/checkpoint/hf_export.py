@@ -15,9 +15,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..._io import atomic_write, write_json
+from ...data.preprocessing import DATASET_DEFAULT
 from ..config import DecoderConfig, ModelConfig, StageConfig
 from ..labels import resolve_class_names, to_id2label
-from ..pretrained import CONFIG_NAME, WEIGHTS_NAME
+from ..pretrained import CONFIG_NAME, HF_PREPROCESSING_KEY, PREPROCESSOR_NAME, WEIGHTS_NAME
 from ..segmentation_model import SegmentationModel
 from .formats import HF_PREFIX
 
@@ -93,9 +94,12 @@ def to_hf_config(config: ModelConfig) -> dict[str, Any]:
 
 def save_transformers(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write ``model`` in transformers' own format: ``config.json`` (``model_type``
-    ``"segformer"``, ``id2label``) and ``model.safetensors`` in the Hub's key spelling,
+    ``"segformer"``, ``id2label``, and our whole preprocessing as
+    ``segformer_lab_preprocessing``), ``model.safetensors`` in the Hub's key spelling and ``preprocessor_config.json`` (the model's preprocessing
+    as ``SegformerImageProcessor`` says it; a model without one gets ``DATASET_DEFAULT``),
     each atomically, so that ``SegformerForSemanticSegmentation.from_pretrained(directory)``
-    computes the same logits (and ``load_model`` reads it back).
+    computes the same logits, ``pipeline("image-segmentation", model=directory)`` opens it
+    (and ``load_model`` reads it back).
 
     Only a plain SegFormer can be written: a ``SegmentationModel`` whose config
     transformers can express (``to_hf_config``); anything else (RoPE, BoostFormer's
@@ -104,15 +108,18 @@ def save_transformers(model: nn.Module, directory: str | os.PathLike) -> Path:
         raise ValueError(
             f"save_transformers writes a SegmentationModel (as {HF_ARCHITECTURE}); got {type(model).__name__}"
         )
+    preprocessing = model.config.preprocessing or DATASET_DEFAULT
     config = {
         "architectures": [HF_ARCHITECTURE],
         "model_type": HF_MODEL_TYPE,
         **to_hf_config(model.config),
         **hf_labels(model.config),
+        HF_PREPROCESSING_KEY: preprocessing.to_dict(),  # what preprocessor_config.json cannot say (multiple_of, mode)
     }
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous() for k, v in to_hf_state_dict(model.state_dict()).items()}
     atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     write_json(directory / CONFIG_NAME, config)
+    write_json(directory / PREPROCESSOR_NAME, preprocessing.to_image_processor())
     return directory

@@ -36,6 +36,7 @@ from ..pretrained import (
     CLASSIFICATION,
     CONFIG_NAME,
     MODEL_CONFIG_KEY,
+    PREPROCESSOR_NAME,
     CheckpointError,
     own_config,
     read_config,
@@ -63,6 +64,7 @@ class Source:
     format: KeyFormat
     own_config: dict[str, Any] | None = None
     hf_config: dict[str, Any] | None = None
+    image_processor: dict[str, Any] | None = None
     lightning: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -89,6 +91,8 @@ def read(path: str | os.PathLike) -> Source:
     lightning = isinstance(obj, dict) and LIGHTNING_VERSION_KEY in obj
     state, notes = unwrap(obj, weights)
     source = Source(path=path, state=state, format=OWN_FORMAT, lightning=lightning, notes=notes)
+    if path.is_dir():
+        source.image_processor = read_config(path, PREPROCESSOR_NAME)
     own = own_config(config, where)
     if own is not None:
         # Our own keys are never sniffed: a later model family may use names that look

@@ -18,7 +18,6 @@ import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 
 from ..._io import write_json
-from ...data import build_dataset
 from ...engine import load_for_eval
 from ...models import get_config
 from .budget import DEFAULT_BUDGET_MIN, PLAN_FRACTION, Job, demo_fixed_s, make_plan, usable_cores
@@ -29,7 +28,7 @@ from .measure import PROFILE_SIZE, measure_latency, profile_models
 from .plots import make_plots, predictions
 from .recipe import VAL_POINTS, device_of, load_recipe
 from .report import Summary, write_report
-from .runs import last_checkpoint, run_dir_of, run_variant
+from .runs import last_checkpoint, run_dir_of, run_variant, scoring_set
 
 DEFAULT_MODELS = ("segformer_b0", "segformer_b0_rope_axial", "segformer_b0_rope_mixed", "boostformer_b0")
 LOCK_FILE = ".demo.lock"
@@ -95,7 +94,7 @@ def run_stages(args: argparse.Namespace, out: Path, models: list[str], clock: fl
     base = load_recipe(args.config, args.overrides)
     base["data"]["root"], base["model"]["num_classes"] = str(root), num_classes
     device = device_of(base)
-    eval_set = build_dataset("ade20k", root, base["data"]["val_split"], transforms="none", num_classes=num_classes)
+    eval_set = scoring_set(root, base, num_classes)
     latency_rounds = 1 + args.latency_repeats if args.latency_repeats > 0 else 0
     job = Job(base, {m: {**base, "model": {**base["model"], "name": m}} for m in models},
               {m: args.seeds for m in models}, (1, 2), lambda costs: demo_fixed_s(costs, len(models), latency_rounds))

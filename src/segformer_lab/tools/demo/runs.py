@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..._io import read_json, write_json
-from ...engine import evaluate, load_for_eval, resolve_config, train
+from ...engine import dataset_view, evaluate, load_for_eval, resolve_config, train
+from ...engine.recipe import recipe_preprocessing
 from ...engine.rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
 from .recipe import recipe_key
 
@@ -93,6 +94,14 @@ def read_curve(run_dir: Path) -> dict[str, list[list[float]]]:
     return {key: sorted([step, value] for step, value in points.items()) for key, points in curves.items()}
 
 
+def scoring_set(root: Path, config: dict[str, Any], num_classes: int):
+    """The validation split of the scenes in ``root`` as the runs of ``config`` are scored on
+    it: the recipe's preprocessing at the images' own size (each run's scoring resizes to
+    the swept short sides)."""
+    return dataset_view(("ade20k", str(root)), config["data"]["val_split"],
+                        recipe_preprocessing(config).at_own_size(), num_classes)
+
+
 def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The result of the run in ``run_dir`` if it finished with this recipe, else None."""
     result = read_json(run_dir / RESULT_FILE)
@@ -141,8 +150,11 @@ def run_variant(config: dict[str, Any], run_dir: Path, eval_set, sizes: Sequence
         trained = {"steps": steps, "train_time_s": earlier + seconds, "sessions": len(read_json(
             run_dir / SESSIONS_FILE) or [])}
         write_json(run_dir / TRAINED_FILE, trained)
-    model, _ = load_for_eval(last)  # the final weights (not the best validation: no selection on val)
-    scores = evaluate(model, eval_set, sizes=list(sizes), device=device, progress=progress)
+    # the final weights (not the best validation: no selection on val), scored as the run's recipe says
+    # (engine.run_recipe): its preprocessing's interpolation at each short side, its inference settings
+    model, recipe = load_for_eval(last)
+    scores = evaluate(model, eval_set, sizes=list(sizes), device=device, progress=progress,
+                      preprocessing=recipe.preprocessing, **recipe.inference)
     classes = list(getattr(eval_set, "classes", ()))
     result = {
         "model": config["model"]["name"],

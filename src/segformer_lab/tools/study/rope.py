@@ -22,12 +22,11 @@ from typing import Any
 import torch
 
 from ..._io import write_json
-from ...data import build_dataset
 from ..demo.budget import Job, make_plan, usable_cores
 from ..demo.command import Stages, quiet_lightning, resumable
 from ..demo.dataset import IMAGE_SIZE, dataset_meta, prepare_dataset
 from ..demo.recipe import VAL_POINTS, device_of, load_recipe
-from ..demo.runs import finished_result, run_variant
+from ..demo.runs import finished_result, run_variant, scoring_set
 from .report import plot_differences, write_report
 from .summary import position_effect, summarise
 from .variants import BY_NAME, CONTROL_VARIANTS, VARIANTS, initialisation, run_config, select
@@ -93,8 +92,7 @@ def run_study(args: argparse.Namespace, out: Path, clock: float) -> int:
     base = load_recipe(args.config, args.overrides)
     base["model"]["num_classes"] = len(classes)
     for dataset, root in roots.items():
-        eval_sets[dataset] = build_dataset("ade20k", root, base["data"]["val_split"], transforms="none",
-                                           num_classes=len(classes))
+        eval_sets[dataset] = scoring_set(root, base, len(classes))
     base["data"]["root"] = str(roots[NATURAL])
     runs = {v.name: seeds * sum(v in plan[d] for d in plan) for v in variants + control}
     job = Job(base, {name: run_config(base, BY_NAME[name], 0, None) for name in runs}, runs, MULTIPLES,
