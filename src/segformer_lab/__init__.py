@@ -20,7 +20,7 @@ _EXPORTS = {
          "load_model", "load_weights", "mit_stages", "open_model", "register_model", "save_transformers"),
         "models",
     ),
-    **dict.fromkeys(("OnnxSegmenter", "Segmenter"), "inference"),
+    **dict.fromkeys(("OnnxSegmenter", "Segmenter", "optimize_for_inference"), "inference"),
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

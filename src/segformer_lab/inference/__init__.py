@@ -10,7 +10,8 @@ loop around ``Segmenter``::
 Modules: ``logits`` (predict_labels, predict_logits, slide_logits, MODES), ``bands``
 (scores a band of rows at a time: bounded memory), ``images`` (load_rgb, input_size,
 to_pixel_values), ``colours`` (palettes, palette PNGs, overlays, confidence maps),
-``segmenter`` (Segmenter, class names), ``onnx_segmenter`` (an exported file in
+``optimize`` (optimize_for_inference: BatchNorms and layer scales folded, fused
+kernels), ``segmenter`` (Segmenter, class names), ``onnx_segmenter`` (an exported file in
 onnxruntime: OnnxModel, OnnxSegmenter, open_segmenter).
 """
 
@@ -27,11 +28,12 @@ from .colours import (
 from .images import input_size, load_rgb, to_pixel_values
 from .logits import MODES, logit_bands, predict_labels, predict_logits, slide_logits
 from .onnx_segmenter import NORMALIZATIONS, OnnxModel, OnnxSegmenter, is_onnx_file, open_segmenter
+from .optimize import optimize_for_inference
 from .segmenter import Segmenter
 
 __all__ = [
     "MAX_PALETTE_CLASSES", "MODES", "NORMALIZATIONS", "OnnxModel", "OnnxSegmenter", "Segmenter",
     "confidence_image", "confidence_overlay", "distinct_palette", "input_size", "is_onnx_file", "label_image",
-    "load_rgb", "overlay_image", "palette_for", "logit_bands", "open_segmenter", "predict_labels",
+    "load_rgb", "optimize_for_inference", "overlay_image", "palette_for", "logit_bands", "open_segmenter", "predict_labels",
     "predict_logits", "slide_logits", "to_pixel_values", "upsample", "window_starts",
 ]
