@@ -34,6 +34,7 @@ from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
+from ..inference import optimize_for_inference
 from ..models import SegmentationModel, create_model, open_model
 from ..models.hub import parse_hub_id
 from .onnx_timing import onnx_runner, onnx_variant_rows
@@ -66,7 +67,7 @@ def benchmark(
     onnx_precisions: tuple[str, ...] = (),
 ) -> dict:
     """Median latency, throughput and peak memory of ``model(random batch)`` in
-    eval/inference mode (``train``: of a training step, see ``TrainingStep``) on ``device``
+    eval/inference mode (the model as ``optimize_for_inference`` makes it) (``train``: of a training step, see ``TrainingStep``) on ``device``
     in ``precision`` (``PRECISIONS``: autocast), compiled with ``torch.compile(**compile)``
     unless ``compile`` is None.
 
@@ -119,7 +120,9 @@ def benchmark(
                 runners["transformers"] = theirs = TrainingStep(compiled(twin, compile), labels, hf_loss, precision)
                 owners["transformers"] = (twin, theirs.optimizer)
         else:
-            runners["ours"] = in_precision(compiled(model, compile), device, precision)
+            fast = optimize_for_inference(model)
+            runners["ours"] = in_precision(compiled(fast, compile), device, precision)
+            owners["ours"] = (fast,)
             if twin is not None:
                 twin_run = compiled(twin, compile)
                 runners["transformers"] = in_precision(lambda x: twin_run(pixel_values=x).logits, device, precision)
@@ -198,6 +201,7 @@ def compare_models(
             owners = {name: (models[name], step.optimizer) for name, step in steps.items()}
             runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(steps)
         else:
+            models = {name: optimize_for_inference(m) for name, m in models.items()}
             runners = {name: in_precision(compiled(m, compile), device, precision) for name, m in models.items()}
             owners = {name: (m,) for name, m in models.items()}
         runners, failed = first_calls(runners, pixel_values, compile is not None, inference=not train)

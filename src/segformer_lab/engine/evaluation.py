@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate
-from ..inference import OnnxModel, is_onnx_file, predict_labels
+from ..inference import OnnxModel, is_onnx_file, optimize_for_inference, predict_labels
 from ..models import SegmentationModel
 from ..models.factory import open_model
 from .experiment import CLASSIFICATION, resolve_config
@@ -80,7 +80,7 @@ def evaluate(model: SegmentationModel | OnnxModel, dataset: Dataset, sizes: Sequ
     onnx = isinstance(model, OnnxModel)  # onnxruntime takes and gives CPU tensors
     device = torch.device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"))
     if not onnx:
-        model = model.to(device).eval()
+        model = optimize_for_inference(model.to(device).eval())
     keys = list(sizes) if sizes else [None]
     metrics = {key: SegmentationMetrics(model_classes(model)[0]).to(device) for key in keys}
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=collate)

@@ -39,6 +39,7 @@ from ..models.labels import resolve_class_names
 from .colours import label_image, overlay_image, palette_for
 from .images import input_size, load_rgb, to_pixel_values
 from .logits import MODES, predict_labels
+from .optimize import optimize_for_inference
 
 
 # --- the API --------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class Segmenter:
         class_names: Sequence[str] | None = None,
     ) -> None:
         self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of)
-        self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
+        self.model = optimize_for_inference(open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval())
         self.num_classes = self.model.config.num_classes
         config = self.model.config
         source = config.name if isinstance(checkpoint_or_model, SegmentationModel) else str(checkpoint_or_model)
