@@ -34,6 +34,7 @@ from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
+from ..export import logit_agreement
 from ..inference import optimize_for_inference
 from ..models import SegmentationModel, create_model, open_model
 from ..models.hub import parse_hub_id
@@ -43,7 +44,7 @@ from .device import (
     peak_memory_mib, resolve_device, tensor_bytes,
 )  # fmt: skip
 from .hf_twin import hf_loss, randomise_batch_norms, transformers_twin
-from .profiling import resolve_models
+from .profiling import count_macs, machine_fraction, resolve_models, sgemm_runner
 from .timing import relative_rows, summarise, time_in_turns, torch_threads
 
 DEFAULT_WARMUP = 2
@@ -127,6 +128,8 @@ def benchmark(
                 twin_run = compiled(twin, compile)
                 runners["transformers"] = in_precision(lambda x: twin_run(pixel_values=x).logits, device, precision)
                 owners["transformers"] = (twin,)
+        if device.type == "cpu" and not train:  # the machine's reference rate, in the same turns
+            runners["sgemm"] = sgemm_runner()
         with tempfile.TemporaryDirectory() as directory:
             if onnx:
                 runners["onnxruntime"] = onnx_runner(model, shape, directory)
@@ -149,6 +152,9 @@ def benchmark(
         }
     if failed:
         result["left_out"] = failed
+    if "sgemm" in times:
+        macs = count_macs(model.config, size).total * batch
+        result["machine"] = machine_fraction(macs, result["ours"]["median_ms"], summarise(times["sgemm"], 1)["median_ms"])
     if compare_hf and "transformers" in times:
         import transformers
 
@@ -159,13 +165,13 @@ def benchmark(
         if train:
             result["loss_abs_diff"] = loss_abs_diff.item()
         else:
-            result["max_abs_diff"] = (outputs["ours"].float() - outputs["transformers"].float()).abs().max().item()
+            result["max_abs_diff"] = logit_agreement(outputs["ours"], outputs["transformers"])[0]
     if onnx:
         import onnxruntime
 
         result["onnxruntime"] = {**summarise(times["onnxruntime"], batch), "version": onnxruntime.__version__}
         result["onnx_speedup"] = result["ours"]["median_ms"] / result["onnxruntime"]["median_ms"]
-        result["onnx_max_abs_diff"] = (outputs["ours"] - outputs["onnxruntime"]).abs().max().item()
+        result["onnx_max_abs_diff"] = logit_agreement(outputs["ours"], outputs["onnxruntime"])[0]
     if onnx_precisions:
         names = ["onnxruntime", *(f"onnxruntime-{p}" for p in onnx_precisions)]
         rows = onnx_variant_rows({n: times[n] for n in names}, {n: outputs[n] for n in names}, batch)

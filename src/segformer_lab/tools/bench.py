@@ -135,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  onnxruntime {precision:<5} {row['median_ms']:6.1f} ms  speed-up over float32 onnxruntime "
                   f"{row['speedup']:.2f}x, argmax agreement {100 * row['argmax_agreement']:.2f}%, "
                   f"max abs diff {row['max_abs_diff']:.2e}")
+    if "machine" in result:
+        m = result["machine"]
+        print(f"  executed {m['executed_gmacs']:.2f} GMACs: {m['gmac_per_s']:.1f} GMAC/s, "
+              f"{100 * m['sgemm_fraction']:.0f}% of this CPU's sgemm rate ({m['sgemm_gmac_per_s']:.1f} GMAC/s: a "
+              "1024x1024 float32 matrix product timed in the same turns)")
     print(f"  ({result['memory']})")
     return 0
 
