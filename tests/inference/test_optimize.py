@@ -71,3 +71,12 @@ def test_optimized_model_exports_to_onnx(shallow, onnx_matches):
     every replacement (pooling residual, Mix-CFN, fused linear and depthwise convolution,
     the head; RoPE too)."""
     onnx_matches(sl.optimize_for_inference(preset("boostformer_b0_rope_mixed", shallow)))
+
+
+def test_segmenter_runs_the_optimized_model(shallow):
+    model = preset("boostformer_b0", shallow)
+    segmenter = sl.Segmenter(model)
+    assert any(isinstance(m, FusedLinear) for m in segmenter.model.modules())
+    x = torch.randn(1, 3, 45, 61)
+    with torch.inference_mode():
+        torch.testing.assert_close(segmenter.model(x), model(x), atol=1e-5, rtol=1e-5)
