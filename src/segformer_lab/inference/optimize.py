@@ -225,7 +225,7 @@ def _scaled_rows(linear: nn.Linear | FusedLinear, scale: torch.Tensor, shift: to
 
 def _scaled_inputs(linear: nn.Linear, scale: torch.Tensor, shift: torch.Tensor) -> FusedLinear:
     """``linear(scale * x + shift)``, as one linear layer."""
-    bias = linear.bias if linear.bias is not None else torch.zeros(linear.weight.shape[0])
+    bias = linear.bias if linear.bias is not None else linear.weight.new_zeros(linear.weight.shape[0])
     return FusedLinear(linear.weight * scale[None, :], bias + linear.weight @ shift)
 
 
