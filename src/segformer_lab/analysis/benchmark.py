@@ -68,9 +68,11 @@ def benchmark(
     onnx_precisions: tuple[str, ...] = (),
 ) -> dict:
     """Median latency, throughput and peak memory of ``model(random batch)`` in
-    eval/inference mode (the model as ``optimize_for_inference`` makes it) (``train``: of a training step, see ``TrainingStep``) on ``device``
-    in ``precision`` (``PRECISIONS``: autocast), compiled with ``torch.compile(**compile)``
-    unless ``compile`` is None.
+    eval/inference mode, as ``optimize_for_inference`` makes it (``train``: of a training
+    step, see ``TrainingStep``) on ``device`` in ``precision`` (``PRECISIONS``: autocast),
+    compiled with ``torch.compile(**compile)`` unless ``compile`` is None. On the CPU,
+    inference adds ``machine`` (``profiling.machine_fraction``): executed GMACs, achieved
+    GMAC/s and its fraction of a float32 sgemm timed in the same turns.
 
     With ``compare_hf`` the same weights also run in transformers (a test extra) and the
     result adds its latency, the speed-up (theirs / ours) and the largest absolute logit
