@@ -47,8 +47,9 @@ test: $(VENV)/.test
 
 # The GPU table of docs/benchmarks.md in one call of at most 8 minutes (transformers, a test
 # extra, is the comparison), written to $(BENCH_OUT)/bench_gpu.{md,json}. On a machine
-# without CUDA it runs a small CPU version in about a minute. On a GPU machine use a CUDA
-# build of torch, e.g. make TORCH=torch bench-gpu.
+# without CUDA it runs a small CPU version in about a minute. On a GPU machine without
+# network or venv, skip make: PYTHONPATH=src python3 benchmarks/bench_gpu.py --out DIR
+# (docs/benchmarks.md).
 BENCH_OUT ?= outputs/bench-gpu
 bench-gpu: $(VENV)/.test
 	$(BIN)/python benchmarks/bench_gpu.py --out $(BENCH_OUT)

@@ -53,11 +53,27 @@ def test_rows_that_do_not_fit_the_budget_are_skipped_and_said(capsys):
     assert model.predict(small) == 10.0
 
 
-def test_cpu_version_end_to_end(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)], env=env,
+# Runs the script as the GPU machine's bare interpreter would (issue 22, item 5): the project
+# on PYTHONPATH, albumentations unimportable (None in sys.modules), and at the end, which of
+# the project's heavy modules it loaded.
+BARE = """
+import runpy, sys
+sys.modules["albumentations"] = None
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    heavy = ("segformer_lab.data.datasets", "segformer_lab.data.transforms", "segformer_lab.engine.experiment")
+    print("loaded:", [m for m in heavy if m in sys.modules])
+"""
+
+
+def test_cpu_version_end_to_end_without_albumentations(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-c", BARE, str(SCRIPT), "--quick", "--out", str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("loaded: []")
     assert done.stdout.startswith("device: ") and "no CUDA, running the small CPU version" in done.stdout
     report = json.loads((tmp_path / "bench_gpu.json").read_text())
     assert report["environment"]["device"] == "cpu" and report["environment"]["torch"] == torch.__version__

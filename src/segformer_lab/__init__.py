@@ -7,8 +7,7 @@ segformer_lab import create_model`` works as usual.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -20,20 +19,11 @@ _EXPORTS = {
          "load_model", "load_weights", "mit_stages", "open_model", "register_model", "save_transformers"),
         "models",
     ),
-    **dict.fromkeys(("OnnxSegmenter", "Segmenter"), "inference"),
+    **dict.fromkeys(("OnnxSegmenter", "Segmenter", "optimize_for_inference"), "inference"),
     "Preprocessing": "data",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -212,3 +212,24 @@ def test_push_to_hub_without_huggingface_hub(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'segformer-lab\[hub\]'"):
         push_to_hub(sl.create_model(config=shallow("segformer_b0")), "me/tiny")
+
+
+def test_one_runner_for_every_onnx_file(exported_b0):
+    """``OnnxRunner`` is the project's one way to run a file: its session spins neither kind
+    of worker thread (timed in turns, spinning would take PyTorch's cores), and it is called
+    like the model; ``logit_agreement`` is the one comparison of two logit maps."""
+    checkpoint, path = exported_b0
+    runner = export.OnnxRunner(path, threads=1)
+    options = runner.session.get_session_options()
+    for kind in ("intra_op", "inter_op"):
+        assert options.get_session_config_entry(f"session.{kind}.allow_spinning") == "0"
+    model = sl.load_model(checkpoint).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        diff, agreement = export.logit_agreement(runner(x), model(x))
+    assert diff < 1e-4 and agreement == 1.0
+    a = torch.zeros(1, 3, 1, 2)
+    b = a.clone()
+    b[0, 1, 0, 1] = 1.0  # the second position's argmax moves from class 0 to class 1
+    assert export.logit_agreement(a, b) == (1.0, 0.5)
+    assert export.logit_agreement(a, b[..., :1]) == (float("inf"), 0.0)

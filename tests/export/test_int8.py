@@ -89,6 +89,11 @@ def test_dynamic_int8_is_the_labelled_no_data_fallback(checkpoint, tmp_path, cap
     assert main(["export", str(checkpoint), "--onnx", str(out), "--int8"]) == 0
     text = capsys.readouterr().out
     assert "INT8 DYNAMIC (recipe dynamic: no calibration data, activations quantised at run time)" in text
+    # what the CPU can do for INT8, and the file's measured speed against float32 (issue 22, item 4)
+    assert text.splitlines()[0].startswith(("this CPU has", "INT8 support of this CPU unknown"))
+    speed = next(line for line in text.splitlines() if "the float32 export (onnxruntime" in line)
+    assert speed.strip().startswith(f"speed at {torch.get_num_threads()} threads, 512x512: INT8 ")
+    assert ("SLOWER" in speed) == (float(speed.split("INT8 ")[1].split("x")[0]) < 1)
     assert metadata(out)["precision"] == "int8-dynamic"
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "QuantizeLinear" not in ops

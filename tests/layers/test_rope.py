@@ -2,6 +2,7 @@
 exact under sequence reduction, any resolution, float32 angles, exportable."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -316,3 +317,14 @@ def test_inference_rotation_equals_autograd_rotation():
         fast = rotate_pairs(x, angles.cos(), angles.sin())
     torch.testing.assert_close(fast, expected)
     assert fast.stride() == x.stride()
+
+
+@pytest.mark.parametrize("rope", [AxialRoPE(8), MixedRoPE(8, num_heads=2).requires_grad_(False)], ids=["axial", "mixed"])
+def test_angles_trace_without_iterating_over_a_tensor(rope):
+    """Tracing the angles raised ``TracerWarning: Iterating over a tensor`` at every RoPE
+    export (issue 20, item 6): the rows and columns come out of one ``unbind``."""
+    coords = grid_coordinates(3, 5, torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(lambda c: rope.angles(c), (coords,), check_trace=False)
+    torch.testing.assert_close(traced(coords), rope.angles(coords))

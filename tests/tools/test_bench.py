@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import segformer_lab as sl
+import segformer_lab.analysis.profiling
 from segformer_lab.cli import main
 from segformer_lab.analysis.benchmark import TrainingStep, benchmark, randomise_batch_norms, random_batch
 from segformer_lab.analysis.timing import relative_rows
@@ -22,6 +23,14 @@ def test_result_keys_and_numbers():
     assert result["ours"]["median_ms"] > 0
     assert result["ours"]["images_per_s"] == pytest.approx(2e3 / result["ours"]["median_ms"])
     assert "transformers" not in result
+    # how close to the machine's limit: executed MACs of both images over the median, against
+    # a float32 matrix product timed in the same turns
+    machine = result["machine"]
+    executed = sl.analysis.profiling.count_macs(sl.get_config("segformer_b0"), (64, 64)).total
+    assert machine["executed_gmacs"] == pytest.approx(2 * executed / 1e9)
+    assert machine["gmac_per_s"] == pytest.approx(machine["executed_gmacs"] * 1e3 / result["ours"]["median_ms"])
+    assert machine["sgemm_fraction"] == pytest.approx(machine["gmac_per_s"] / machine["sgemm_gmac_per_s"])
+    assert 0 < machine["sgemm_fraction"] < 2
 
 
 def test_threads_apply_to_the_call_only():
@@ -30,9 +39,10 @@ def test_threads_apply_to_the_call_only():
     assert torch.get_num_threads() == before
 
 
-def test_compare_with_transformers():
+def test_compare_with_transformers(caplog):
     pytest.importorskip("transformers")
     result = benchmark("segformer_b0", compare_hf=True, **FAST)
+    assert "stores no class names" not in caplog.text  # random weights need no names (issue 20, item 6)
     assert result["transformers"]["median_ms"] > 0
     assert result["speedup"] == pytest.approx(result["transformers"]["median_ms"] / result["ours"]["median_ms"])
     assert result["max_abs_diff"] < 1e-4

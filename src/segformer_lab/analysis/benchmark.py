@@ -34,6 +34,8 @@ from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
+from ..export import logit_agreement
+from ..inference import optimize_for_inference
 from ..models import SegmentationModel, create_model, open_model
 from ..models.hub import parse_hub_id
 from .onnx_timing import onnx_runner, onnx_variant_rows
@@ -42,7 +44,7 @@ from .device import (
     peak_memory_mib, resolve_device, tensor_bytes,
 )  # fmt: skip
 from .hf_twin import hf_loss, randomise_batch_norms, transformers_twin
-from .profiling import resolve_models
+from .profiling import count_macs, machine_fraction, resolve_models, sgemm_runner
 from .timing import relative_rows, summarise, time_in_turns, torch_threads
 
 DEFAULT_WARMUP = 2
@@ -66,9 +68,11 @@ def benchmark(
     onnx_precisions: tuple[str, ...] = (),
 ) -> dict:
     """Median latency, throughput and peak memory of ``model(random batch)`` in
-    eval/inference mode (``train``: of a training step, see ``TrainingStep``) on ``device``
-    in ``precision`` (``PRECISIONS``: autocast), compiled with ``torch.compile(**compile)``
-    unless ``compile`` is None.
+    eval/inference mode, as ``optimize_for_inference`` makes it (``train``: of a training
+    step, see ``TrainingStep``) on ``device`` in ``precision`` (``PRECISIONS``: autocast),
+    compiled with ``torch.compile(**compile)`` unless ``compile`` is None. On the CPU,
+    inference adds ``machine`` (``profiling.machine_fraction``): executed GMACs, achieved
+    GMAC/s and its fraction of a float32 sgemm timed in the same turns.
 
     With ``compare_hf`` the same weights also run in transformers (a test extra) and the
     result adds its latency, the speed-up (theirs / ours) and the largest absolute logit
@@ -119,11 +123,15 @@ def benchmark(
                 runners["transformers"] = theirs = TrainingStep(compiled(twin, compile), labels, hf_loss, precision)
                 owners["transformers"] = (twin, theirs.optimizer)
         else:
-            runners["ours"] = in_precision(compiled(model, compile), device, precision)
+            fast = optimize_for_inference(model)
+            runners["ours"] = in_precision(compiled(fast, compile), device, precision)
+            owners["ours"] = (fast,)
             if twin is not None:
                 twin_run = compiled(twin, compile)
                 runners["transformers"] = in_precision(lambda x: twin_run(pixel_values=x).logits, device, precision)
                 owners["transformers"] = (twin,)
+        if device.type == "cpu" and not train:  # the machine's reference rate, in the same turns
+            runners["sgemm"] = sgemm_runner()
         with tempfile.TemporaryDirectory() as directory:
             if onnx:
                 runners["onnxruntime"] = onnx_runner(model, shape, directory)
@@ -146,6 +154,9 @@ def benchmark(
         }
     if failed:
         result["left_out"] = failed
+    if "sgemm" in times:
+        macs = count_macs(model.config, size).total * batch
+        result["machine"] = machine_fraction(macs, result["ours"]["median_ms"], summarise(times["sgemm"], 1)["median_ms"])
     if compare_hf and "transformers" in times:
         import transformers
 
@@ -156,13 +167,13 @@ def benchmark(
         if train:
             result["loss_abs_diff"] = loss_abs_diff.item()
         else:
-            result["max_abs_diff"] = (outputs["ours"].float() - outputs["transformers"].float()).abs().max().item()
+            result["max_abs_diff"] = logit_agreement(outputs["ours"], outputs["transformers"])[0]
     if onnx:
         import onnxruntime
 
         result["onnxruntime"] = {**summarise(times["onnxruntime"], batch), "version": onnxruntime.__version__}
         result["onnx_speedup"] = result["ours"]["median_ms"] / result["onnxruntime"]["median_ms"]
-        result["onnx_max_abs_diff"] = (outputs["ours"] - outputs["onnxruntime"]).abs().max().item()
+        result["onnx_max_abs_diff"] = logit_agreement(outputs["ours"], outputs["onnxruntime"])[0]
     if onnx_precisions:
         names = ["onnxruntime", *(f"onnxruntime-{p}" for p in onnx_precisions)]
         rows = onnx_variant_rows({n: times[n] for n in names}, {n: outputs[n] for n in names}, batch)
@@ -198,6 +209,7 @@ def compare_models(
             owners = {name: (models[name], step.optimizer) for name, step in steps.items()}
             runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(steps)
         else:
+            models = {name: optimize_for_inference(m) for name, m in models.items()}
             runners = {name: in_precision(compiled(m, compile), device, precision) for name, m in models.items()}
             owners = {name: (m,) for name, m in models.items()}
         runners, failed = first_calls(runners, pixel_values, compile is not None, inference=not train)

@@ -196,3 +196,25 @@ def _cpu_name() -> str:
         model = None
     return f"{model or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
+
+
+# /proc/cpuinfo flags of the instructions that make INT8 matrix products fast on x86
+INT8_FLAGS = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX"}
+
+
+def int8_support() -> tuple[bool | None, str]:
+    """Whether this CPU has VNNI or AMX (``None``: unknown, not Linux/x86), and one line saying
+    what that means for INT8 files in onnxruntime."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+    except OSError:
+        flags = set()
+    if not flags:
+        return None, "INT8 support of this CPU unknown (no /proc/cpuinfo flags)"
+    found = [name for flag, name in INT8_FLAGS.items() if flag in flags]
+    if found:
+        return True, (f"this CPU has {', '.join(found)}: native INT8 multiply-accumulate, so an INT8 file can run "
+                      "faster than float32 (measured below)")
+    return False, ("this CPU has no VNNI or AMX (AVX2 INT8: multiply-adds through 16-bit intermediates): expect "
+                   "INT8 at most ~1.3x float32, and slower where quantise/dequantise steps dominate")

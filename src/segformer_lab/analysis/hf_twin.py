@@ -3,12 +3,14 @@ twin model, its own loss, and BatchNorm statistics that make a folding mistake v
 
 from __future__ import annotations
 
+import logging
 import tempfile
 
 import torch
 from torch import nn
 
 from ..models import SegmentationModel, save_transformers
+from ..models.labels import log as labels_log, resolve_class_names
 
 
 def hf_loss(twin: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -30,6 +32,15 @@ def randomise_batch_norms(model: nn.Module, seed: int = 0) -> None:
             module.bias.normal_(0.0, 0.5, generator=generator)
 
 
+class NoClassNameFallback(logging.Filter):
+    """Drops ``resolve_class_names``' line about a model that stores no class names: the
+    twin is compared by its logits, its names are never shown (and a registered name's
+    random weights have none to store)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName != resolve_class_names.__name__
+
+
 def transformers_twin(model: SegmentationModel) -> nn.Module:
     """transformers' ``SegformerForSemanticSegmentation`` holding ``model``'s weights.
 
@@ -48,6 +59,8 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
 
     progress_bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    quiet = NoClassNameFallback()
+    labels_log.addFilter(quiet)
     try:
         with tempfile.TemporaryDirectory() as directory:
             save_transformers(model, directory)
@@ -55,6 +68,7 @@ def transformers_twin(model: SegmentationModel) -> nn.Module:
                 directory, output_loading_info=True
             )
     finally:
+        labels_log.removeFilter(quiet)
         if progress_bar_was_on:
             hf_logging.enable_progress_bar()
     problems = {kind: sorted(map(str, items)) for kind, items in info.items() if items}

@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import Preprocessing, collate
-from ..engine import RunRecipe, dataset_view, evaluate, augmentation_of
-from ..inference import OnnxModel, predict_logits
+from ..engine import RunRecipe, augmentation_of, dataset_view, evaluate
+from ..export import logit_agreement
+from ..inference import OnnxModel, optimize_for_inference, predict_logits
 from ..models import SegmentationModel
 from .timing import relative_rows, time_in_turns
 
@@ -46,12 +47,12 @@ def agreement(model: SegmentationModel, files: Sequence[OnnxModel], dataset: Dat
     for batch in DataLoader(dataset, batch_size=1, collate_fn=collate):
         x, size = batch["pixel_values"], batch["labels"].shape[-2:]
         expected = predict_logits(model, x, size, **inference)
-        reference = expected.argmax(1)
+        pixels = expected[:, 0].numel()
         for file, stat in zip(files, stats):
-            got = predict_logits(file, x, size, **inference)
-            stat["max_abs_diff"] = max(stat["max_abs_diff"], (got - expected).abs().max().item())
-            stat["same"] += (got.argmax(1) == reference).sum().item()
-            stat["pixels"] += reference.numel()
+            diff, agree = logit_agreement(predict_logits(file, x, size, **inference), expected)
+            stat["max_abs_diff"] = max(stat["max_abs_diff"], diff)
+            stat["same"] += agree * pixels
+            stat["pixels"] += pixels
     return [{"max_abs_diff": s["max_abs_diff"], "agreement": s["same"] / max(1, s["pixels"])} for s in stats]
 
 
@@ -61,7 +62,7 @@ def latency(model: SegmentationModel, files: Sequence[OnnxModel], size: Sequence
     turns, and each one's per-round ratio to the reference: the first float32 file, else
     PyTorch (returned too)."""
     runners: dict[str, Any] = {str(file.path): file for file in files}
-    runners[PYTORCH] = model
+    runners[PYTORCH] = optimize_for_inference(model)
     reference = next((str(f.path) for f in files if f.precision == "float32"), PYTORCH)
     ordered = {reference: runners[reference], **{k: v for k, v in runners.items() if k != reference}}
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))

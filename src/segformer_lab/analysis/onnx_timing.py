@@ -12,16 +12,9 @@ from typing import Callable
 
 import torch
 
-from ..export import export_int8, export_onnx, onnx_session, require_export_packages
+from ..export import OnnxRunner, export_int8, export_onnx, logit_agreement, require_export_packages
 from ..models import SegmentationModel
 from .timing import relative_rows, time_in_turns, torch_threads
-
-
-def file_runner(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tensor]:
-    """An ONNX file in an onnxruntime CPU session with torch's thread count, as a callable."""
-    session = onnx_session(path, threads=torch.get_num_threads())
-    name = session.get_inputs()[0].name
-    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
 
 
 def onnx_runner(
@@ -36,7 +29,7 @@ def onnx_runner(
         export_int8(model, path, check=False)
     else:
         export_onnx(model, path, static_size=shape[2:], batch=shape[0], fp16=precision == "fp16", check=False)
-    return file_runner(path)
+    return OnnxRunner(path, threads=torch.get_num_threads())
 
 
 def onnx_variant_rows(times: dict[str, list[float]], outputs: dict[str, torch.Tensor], batch: int) -> list[dict]:
@@ -47,9 +40,7 @@ def onnx_variant_rows(times: dict[str, list[float]], outputs: dict[str, torch.Te
     reference, first_times = outputs[rows[0]["model"]], times[rows[0]["model"]]
     for row in rows:
         row["speedup"] = statistics.median(f / t for f, t in zip(first_times, times[row["model"]]))
-        out = outputs[row["model"]]
-        row["max_abs_diff"] = (out - reference).abs().max().item()
-        row["argmax_agreement"] = (out.argmax(1) == reference.argmax(1)).float().mean().item()
+        row["max_abs_diff"], row["argmax_agreement"] = logit_agreement(outputs[row["model"]], reference)
     return rows
 
 
@@ -64,7 +55,7 @@ def compare_onnx_files(
     import onnxruntime
 
     with torch_threads(threads):
-        runners = {str(path): file_runner(path) for path in paths}
+        runners = {str(path): OnnxRunner(path, threads=torch.get_num_threads()) for path in paths}
         pixel_values = torch.randn((batch, 3, *size), generator=torch.Generator().manual_seed(0))
         times, outputs = time_in_turns(runners, pixel_values, warmup, repeats)
         threads_used = torch.get_num_threads()

@@ -148,6 +148,27 @@ def profile_model(
     )
 
 
+SGEMM_SIDE = 1024  # a float32 matrix product large enough to run at the CPU's peak
+
+
+def sgemm_runner(side: int = SGEMM_SIDE):
+    """A callable that multiplies two fixed ``side x side`` float32 matrices (``side**3``
+    MACs), ignoring its argument: the machine's reference rate, timed in turns with a model."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(side, side, generator=generator), torch.randn(side, side, generator=generator)
+    out = torch.empty(side, side)
+    return lambda _: torch.mm(a, b, out=out)
+
+
+def machine_fraction(executed_macs: int, model_ms: float, sgemm_ms: float, side: int = SGEMM_SIDE) -> dict:
+    """How close a model runs to the machine's limit: its executed GMACs per image, achieved
+    GMAC/s, the sgemm rate measured beside it, and the fraction of that rate it reaches."""
+    achieved = executed_macs / model_ms / 1e6
+    sgemm = side**3 / sgemm_ms / 1e6
+    return {"executed_gmacs": executed_macs / 1e9, "gmac_per_s": achieved, "sgemm_gmac_per_s": sgemm,
+            "sgemm_fraction": achieved / sgemm}  # fmt: skip
+
+
 def resolve_models(tokens: list[str]) -> list[str]:
     """Registered names from names, shell-style patterns and ``all``; unknown names
     fail before anything is counted."""

@@ -13,21 +13,8 @@ Knows nothing of models. Typical use::
     loader = DataLoader(train, batch_size=16, shuffle=True, collate_fn=collate)
 """
 
+from .._lazy import lazy_exports
 from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE
-from .datasets import (
-    DATASETS,
-    ADE20KDataset,
-    BaseDataset,
-    CityscapesDataset,
-    DataReport,
-    FolderDataset,
-    ParquetDataset,
-    SegmentationDataset,
-    TinyImageNetDataset,
-    build_dataset,
-    check_dataset,
-    collate,
-)
 from .io import (
     IGNORE_INDEX,
     IMAGE_SUFFIXES,
@@ -62,22 +49,28 @@ from .palettes import (
     Palette,
     read_palette,
 )
-from .scenes import (
-    SCENE_AMBIGUOUS_PAIRS,
-    SCENE_CLASSES,
-    SCENE_PALETTE,
-    generate_scenes,
-    render_scene,
-    scenes_ready,
-)
-from .transforms import (
-    PIPELINES,
-    CatMaxRatioCrop,
-    PhotoMetricDistortion,
-    Pipeline,
-    RandomRescale,
-    build_transforms,
-)
+
+# datasets, transforms and the scenes generator load albumentations and scikit-image: imported on
+# first use, so that the constants above serve timing code without them (benchmarks/bench_gpu.py)
+_EXPORTS = {
+    **dict.fromkeys(
+        ("DATASETS", "ADE20KDataset", "BaseDataset", "CityscapesDataset", "DataReport", "FolderDataset",
+         "ParquetDataset", "SegmentationDataset", "TinyImageNetDataset", "build_dataset",
+         "check_dataset", "collate"),
+        "datasets",
+    ),
+    **dict.fromkeys(
+        ("SCENE_AMBIGUOUS_PAIRS", "SCENE_CLASSES", "SCENE_PALETTE", "generate_scenes", "render_scene",
+         "scenes_ready"),
+        "scenes",
+    ),
+    **dict.fromkeys(
+        ("PIPELINES", "CatMaxRatioCrop", "PhotoMetricDistortion", "Pipeline", "RandomRescale",
+         "build_transforms"),
+        "transforms",
+    ),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DATASET_DEFAULT", "IMAGE_DEFAULT", "MODES", "Preprocessing", "PreprocessingError", "choose_preprocessing",

@@ -6,15 +6,23 @@ Inference itself (whole / sliding window / TTA) is ``segformer_lab.inference``, 
 knows nothing of Lightning.
 """
 
-from .callbacks import TrainingStopped
-from .classification import ClassificationTask
-from .datamodule import EpochSampler, ResumableLoader, SegmentationDataModule
-from .evaluation import eval_preprocessing, evaluate, load_for_eval
-from .experiment import DEFAULTS, build_model, build_module, build_trainer, resolve_config, run_recipe, train
-from .metrics import SegmentationMetrics, confusion_matrix, most_confused, scores
-from .module import NonFiniteLossError, SegmentationTask, TrainingTask
-from .optim import OptimConfig, WarmupDecay, build_optimizer, build_scheduler, param_groups
-from .recipe import RunRecipe, augmentation_of, dataset_view
+from .._lazy import lazy_exports
+
+# imported on first use: Lightning and the datasets load only with the module that needs them
+# (analysis' benchmark imports the loss, benchmarks/bench_gpu.py runs without albumentations)
+_EXPORTS = {
+    **dict.fromkeys(("TrainingStopped",), "callbacks"),
+    **dict.fromkeys(("ClassificationTask",), "classification"),
+    **dict.fromkeys(("EpochSampler", "ResumableLoader", "SegmentationDataModule"), "datamodule"),
+    **dict.fromkeys(("eval_preprocessing", "evaluate", "load_for_eval"), "evaluation"),
+    **dict.fromkeys(("DEFAULTS", "build_model", "build_module", "build_trainer", "resolve_config", "run_recipe",
+                     "train"), "experiment"),
+    **dict.fromkeys(("SegmentationMetrics", "confusion_matrix", "most_confused", "scores"), "metrics"),
+    **dict.fromkeys(("NonFiniteLossError", "SegmentationTask", "TrainingTask"), "module"),
+    **dict.fromkeys(("OptimConfig", "WarmupDecay", "build_optimizer", "build_scheduler", "param_groups"), "optim"),
+    **dict.fromkeys(("RunRecipe", "augmentation_of", "dataset_view"), "recipe"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DEFAULTS", "ClassificationTask", "EpochSampler", "NonFiniteLossError", "OptimConfig",

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import DATASET_DEFAULT, IMAGE_DEFAULT, Preprocessing, choose_preprocessing, collate
-from ..inference import OnnxModel, is_onnx_file, predict_labels, preprocessing_of
+from ..inference import OnnxModel, is_onnx_file, optimize_for_inference, predict_labels, preprocessing_of
 from ..inference.devices import resolve_device
 from ..inference.logits import check_settings
 from ..models import CheckpointError, SegmentationModel
@@ -90,7 +90,7 @@ def evaluate(model: SegmentationModel | OnnxModel, dataset: Dataset, sizes: Sequ
     device = resolve_device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"), onnx=onnx)
     check_settings(**{key: inference[key] for key in ("mode", "crop", "stride", "scales") if key in inference})
     if not onnx:
-        model = model.to(device).eval()
+        model = optimize_for_inference(model.to(device).eval())
     keys = list(sizes) if sizes else [None]
     metrics = {key: SegmentationMetrics(model_classes(model)[0]).to(device) for key in keys}
     loader = DataLoader(dataset, batch_size=1, num_workers=num_workers, collate_fn=collate)

@@ -1,11 +1,15 @@
-"""The onnxruntime check: an exported file run beside the PyTorch model on the same
-random inputs, and the largest logit difference held to a tolerance."""
+"""Exported files in onnxruntime: the one session factory (``onnx_session``) and runner
+(``OnnxRunner``) everything in the project uses, the one measure of how far two sets of
+logits are apart (``logit_agreement``), and the check of every export: the file run beside
+the PyTorch model on the same random inputs, the largest logit difference held to a
+tolerance."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,17 +38,44 @@ class CheckResult:
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):
     """An onnxruntime CPU session with full graph optimisation and quiet logging. Its
-    worker threads do not spin-wait between runs: spinning threads would take the cores
-    from PyTorch when the two are timed in turns (``bench --onnx``)."""
+    worker threads (intra- and inter-op) do not spin-wait between runs: onnxruntime's
+    default spinning would take the cores from PyTorch when the two are timed in turns
+    (``bench --onnx``: measured +30-40% on eager's time, issue 22)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: fp16 graphs warn about every CPU fallback
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class OnnxRunner:
+    """An ONNX file in an ``onnx_session``, called like a model: a float tensor (any device)
+    in, the file's first output as a float32 CPU tensor out (a float16 input is fed as such)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        self.session = onnx_session(path, threads)
+        self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        feed = x.detach().float().cpu().numpy().astype(self.dtype, copy=False)
+        (out,) = self.session.run([self.output.name], {self.input.name: feed})
+        return torch.from_numpy(out).float()
+
+
+def logit_agreement(got: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
+    """``(max abs difference, share of positions whose argmax over classes agrees)`` of two
+    ``[B, K, h, w]`` logit maps; ``(inf, 0)`` when their shapes differ."""
+    if got.shape != expected.shape:
+        return float("inf"), 0.0
+    got, expected = got.float(), expected.float()
+    diff = (got - expected).abs().max().item()
+    return diff, (got.argmax(1) == expected.argmax(1)).float().mean().item()
 
 
 def check_onnx(
@@ -54,20 +85,16 @@ def check_onnx(
     """Run the ONNX file in onnxruntime (CPU) and ``model`` in PyTorch on the same random
     inputs of each shape; the max abs logit difference and the tolerance it is held to
     (``int8``: the argmax agreement, held to ``INT8_MIN_AGREEMENT``)."""
-    session = onnx_session(path)
-    name = session.get_inputs()[0].name
+    run = OnnxRunner(path)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     results = []
     for shape in shapes:
         x = torch.randn(shape, generator=generator)
-        (out,) = session.run(None, {name: x.numpy()})
+        got = run(x)
         with torch.no_grad():
             expected = model(x.to(device)).float().cpu()
-        got = torch.from_numpy(out).float()
-        same = got.shape == expected.shape
-        diff = (got - expected).abs().max().item() if same else float("inf")
-        agreement = (got.argmax(1) == expected.argmax(1)).float().mean().item() if same else 0.0
+        diff, agreement = logit_agreement(got, expected)
         scale = expected.abs().max().item()
         tolerance = FP16_RTOL * max(1.0, scale) if fp16 else TOLERANCE
         results.append(CheckResult(shape=tuple(shape), max_abs_diff=diff, max_abs_logit=scale, tolerance=tolerance,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,6 +245,7 @@ def export_int8(
     calibration: Iterable[np.ndarray] | None = None,
     opset: int = DEFAULT_OPSET,
     check: bool = True,
+    keep_float32: str | os.PathLike | None = None,
 ) -> tuple[ExportResult, dict]:
     """Export ``model`` to an INT8 ONNX file at ``path`` (dynamic batch, height, width):
     a float32 export (checked against PyTorch as usual) quantised by ``recipe`` (default:
@@ -253,7 +255,8 @@ def export_int8(
     file is written atomically and only if it passes; its ONNX metadata gets
     ``precision`` = ``int8-static`` or ``int8-dynamic`` and ``int8_recipe``. Returns the
     float export's result (path, checks and op types of the INT8 file) and the
-    quantisation summary of ``quantize_onnx``."""
+    quantisation summary of ``quantize_onnx``. ``keep_float32``: where to keep the float32
+    file it was quantised from (``export --int8`` times the two against each other)."""
     import onnx
 
     recipe = recipe or (DEFAULT_STATIC if calibration is not None else DEFAULT_DYNAMIC)
@@ -283,6 +286,8 @@ def export_int8(
                                       + describe_checks(result.checks) + f"; {path} was not written")
 
         atomic_write(path, write)
+        if keep_float32 is not None:
+            shutil.move(float_path, keep_float32)
     result.path = str(path)
     result.op_types = summary["op_types"]
     return result, summary

@@ -9,8 +9,9 @@ loop around ``Segmenter``::
 
 Modules: ``logits`` (predict_labels, predict_logits, slide_logits, MODES), ``bands``
 (scores a band of rows at a time: bounded memory), ``images`` (load_rgb; the
-resize and normalisation are the model's ``data.Preprocessing``), ``colours`` (palettes, palette PNGs, overlays, confidence maps),
-``segmenter`` (Segmenter, class names), ``onnx_segmenter`` (an exported file in
+resize and normalisation are the model's ``data.Preprocessing``), ``colours`` (palettes, palette PNGs,
+overlays, confidence maps), ``optimize`` (optimize_for_inference: BatchNorms and layer scales folded,
+fused kernels), ``segmenter`` (Segmenter, class names), ``onnx_segmenter`` (an exported file in
 onnxruntime: OnnxModel, OnnxSegmenter, open_segmenter).
 """
 
@@ -27,11 +28,12 @@ from .colours import (
 from .images import load_rgb
 from .logits import MODES, logit_bands, predict_labels, predict_logits, slide_logits
 from .onnx_segmenter import NORMALIZATIONS, OnnxModel, OnnxSegmenter, is_onnx_file, open_segmenter, preprocessing_of
+from .optimize import optimize_for_inference
 from .segmenter import Segmenter
 
 __all__ = [
     "MAX_PALETTE_CLASSES", "MODES", "NORMALIZATIONS", "OnnxModel", "OnnxSegmenter", "Segmenter",
     "confidence_image", "confidence_overlay", "distinct_palette", "is_onnx_file", "label_image",
-    "load_rgb", "overlay_image", "palette_for", "logit_bands", "open_segmenter", "predict_labels",
-    "predict_logits", "preprocessing_of", "slide_logits", "upsample", "window_starts",
+    "load_rgb", "optimize_for_inference", "overlay_image", "palette_for", "logit_bands", "open_segmenter",
+    "predict_labels", "predict_logits", "preprocessing_of", "slide_logits", "upsample", "window_starts",
 ]

@@ -20,11 +20,10 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from ..data import IMAGE_DEFAULT, IMAGENET_MEAN, IMAGENET_STD, Preprocessing, choose_preprocessing
-from ..export.check import onnx_session
+from ..export.check import OnnxRunner
 from ..export.errors import EXPORT_EXTRA_HINT, first_line
 from ..export.metadata import MetadataError, normalisation, read_metadata
 from .devices import resolve_device
@@ -82,9 +81,10 @@ class OnnxModel:
         except ImportError:
             raise ModuleNotFoundError(f"running {self.path} needs onnxruntime: {EXPORT_EXTRA_HINT}") from None
         try:
-            self.session = onnx_session(self.path, threads)
+            self.runner = OnnxRunner(self.path, threads)
         except Exception as err:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
             raise ValueError(f"{self.path}: onnxruntime cannot load it: {first_line(err)}") from None
+        self.session = self.runner.session
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if not _takes_images(inputs):
             got = ", ".join(f"{i.name} {_shape(i)}" for i in inputs)
@@ -113,7 +113,6 @@ class OnnxModel:
         self.palette = self.metadata.palette if self.metadata else None
         stored = self.metadata.preprocessing if self.metadata else None
         self.preprocessing = None if stored is None else stored.replace(mean=self.mean, std=self.std)
-        self._dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.path}, {self.name}, classes={self.num_classes}, precision={self.precision})"
@@ -124,8 +123,7 @@ class OnnxModel:
             if isinstance(side, int) and side != x.shape[axis]:
                 raise ValueError(f"{self.path} takes a fixed input {_shape(self.input)}, given "
                                  f"{list(x.shape)}: use a dynamic export, or --size/--mode slide --crop to match")
-        (logits,) = self.session.run([self.output.name], {self.input.name: x.numpy().astype(self._dtype, copy=False)})
-        return torch.from_numpy(logits).float().to(pixel_values.device)
+        return self.runner(x).to(pixel_values.device)
 
 
 def preprocessing_of(model: Any, default: Preprocessing, source: str, **given: Any) -> tuple[Preprocessing, str]:

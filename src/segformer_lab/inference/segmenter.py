@@ -47,6 +47,7 @@ from .colours import label_image, overlay_image, palette_for
 from .devices import resolve_device
 from .images import load_rgb
 from .logits import check_settings, predict_labels
+from .optimize import optimize_for_inference
 
 log = logging.getLogger("segformer_lab")
 
@@ -102,7 +103,8 @@ class Segmenter:
         preprocessing: Preprocessing | None = None,
     ) -> None:
         self._set_options(device, size, mode, crop, stride, scales, flip, multiple_of, scale, own_size)
-        self.model = open_model(checkpoint_or_model, num_classes=num_classes).to(self.device).eval()
+        self.model = optimize_for_inference(open_model(checkpoint_or_model, num_classes=num_classes).to(self.device)
+                                            .eval())
         self.num_classes = self.model.config.num_classes
         config = self.model.config
         source = config.name if isinstance(checkpoint_or_model, SegmentationModel) else str(checkpoint_or_model)

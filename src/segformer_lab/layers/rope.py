@@ -165,7 +165,7 @@ class AxialRoPE(RotaryEmbedding2d):
         self.register_buffer("frequencies", axial_frequencies(head_dim, theta), persistent=False)
 
     def angles(self, coords: torch.Tensor) -> torch.Tensor:
-        ys, xs = coords.flatten(1)
+        ys, xs = coords.flatten(1).unbind(0)  # unbind, not iteration: tracers see one op
         f = self.frequencies.to(coords.device)
         return torch.cat([xs[:, None] * f, ys[:, None] * f], dim=-1)[None]
 
@@ -185,7 +185,7 @@ class MixedRoPE(RotaryEmbedding2d):
         self.freqs = nn.Parameter(mixed_frequencies(head_dim, num_heads, theta))
 
     def angles(self, coords: torch.Tensor) -> torch.Tensor:
-        ys, xs = coords.flatten(1)
+        ys, xs = coords.flatten(1).unbind(0)  # unbind, not iteration: tracers see one op
         f = self.freqs.float()
         return xs[None, :, None] * f[0][:, None, :] + ys[None, :, None] * f[1][:, None, :]
 

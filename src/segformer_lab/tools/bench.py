@@ -12,7 +12,7 @@ from ..analysis.benchmark import (
     DEFAULT_REPEATS, DEFAULT_WARMUP, ONNX_PRECISIONS, benchmark, compare_models, resolve_targets,
 )  # fmt: skip
 from ..analysis.data_throughput import print_data_result, run_data_bench
-from ..analysis.device import PRECISIONS
+from ..analysis.device import PRECISIONS, int8_support
 from ..analysis.onnx_timing import compare_onnx_files, print_onnx_files
 from ..analysis.timing import mib, print_comparison, setting
 
@@ -135,6 +135,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  onnxruntime {precision:<5} {row['median_ms']:6.1f} ms  speed-up over float32 onnxruntime "
                   f"{row['speedup']:.2f}x, argmax agreement {100 * row['argmax_agreement']:.2f}%, "
                   f"max abs diff {row['max_abs_diff']:.2e}")
+            if row["speedup"] < 1:
+                print(f"  {precision} is SLOWER than float32 on this CPU; {int8_support()[1]}")
+    if "machine" in result:
+        m = result["machine"]
+        print(f"  executed {m['executed_gmacs']:.2f} GMACs: {m['gmac_per_s']:.1f} GMAC/s, "
+              f"{100 * m['sgemm_fraction']:.0f}% of this CPU's sgemm rate ({m['sgemm_gmac_per_s']:.1f} GMAC/s: a "
+              "1024x1024 float32 matrix product timed in the same turns)")
     print(f"  ({result['memory']})")
     return 0
 

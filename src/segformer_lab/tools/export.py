@@ -7,7 +7,10 @@ line and prints the result."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -33,6 +36,8 @@ from ..inference import OnnxModel
 from ..models import CheckpointError, open_model, save_transformers
 from .options import data_spec, positive_int
 from ..analysis.onnx_report import format_report, onnx_report, report_data
+from ..analysis.device import int8_support
+from ..analysis.onnx_timing import compare_onnx_files
 from ..analysis.timing import torch_threads
 
 QUANTISED_OP_NAMES = {"MatMulIntegerToFloat", "DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear",
@@ -127,6 +132,20 @@ def calibration_data(args: argparse.Namespace, model, recipe):
     return calibration_images(dataset, args.calib_images), f"{where} [{split}]"
 
 
+def int8_speed(float32: Path, int8: str, size: tuple[int, int] = (512, 512), repeats: int = 5) -> str:
+    """One line: the INT8 file's speed against the float32 file it was quantised from, timed
+    in turns in onnxruntime at torch's thread count (the user's), saying so when INT8 is
+    slower; the float32 file is removed after."""
+    try:
+        timed = compare_onnx_files([str(float32), int8], size, batch=1, threads=None, warmup=1, repeats=repeats)
+    finally:
+        shutil.rmtree(float32.parent, ignore_errors=True)
+    speedup = timed["models"][1]["speedup"]
+    line = (f"speed at {timed['threads']} threads, {size[0]}x{size[1]}: INT8 {speedup:.2f}x the float32 export "
+            f"(onnxruntime, median of {repeats} rounds in turns)")
+    return line + (": INT8 is SLOWER than float32 on this CPU; keep the float32 file" if speedup < 1 else "")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.batch != 1 and args.static is None:
         raise ValueError("--batch sets the batch of a --static export (dynamic exports take any batch)")
@@ -155,9 +174,11 @@ def run(args: argparse.Namespace) -> int:
         elif args.compare or args.report_json or args.report_threads:
             raise ValueError("--compare, --report-json and --report-threads go with --report FORMAT:ROOT")
         if args.int8:
+            print(int8_support()[1])
             images, where = calibration_data(args, model, recipe) if args.calibrate else (None, None)
+            float32 = Path(tempfile.mkdtemp()) / "float32.onnx"
             result, quantised = export_int8(model, args.onnx, recipe=args.int8_recipe, calibration=images,
-                                            opset=args.opset, check=not args.no_check)
+                                            opset=args.opset, check=not args.no_check, keep_float32=float32)
         else:
             result = export_onnx(
                 model, args.onnx, opset=args.opset, static_size=args.static, batch=args.batch, fp16=args.fp16,
@@ -190,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if quantised is not None:
         print(f"  {quantised['description']}; ops: " + ", ".join(f"{k} {v}" for k, v in quantised["op_types"].items()
                                                                if k in QUANTISED_OP_NAMES))
+        print("  " + int8_speed(float32, result.path))
     if args.report:
         print(line)
         files = [OnnxModel(result.path, threads=threads), *others]

@@ -36,7 +36,8 @@ def plot_differences(summary: list[dict[str, Any]], datasets: list[str], sizes: 
         ax.set_xticks(range(len(sizes)), [f"short side {s}" for s in sizes])
         ax.set_title(dataset)
         ax.set_ylabel("paired mIoU difference (points), 95% interval")
-        ax.legend(fontsize=7, loc="best")
+        if variants:
+            ax.legend(fontsize=7, loc="best")
     return save_figure(fig, path)
 
 
