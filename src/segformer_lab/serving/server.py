@@ -17,6 +17,7 @@ from .options import ServeOptions
 
 log = logging.getLogger("segformer_lab")
 
+BACKLOG = 2048  # uvicorn's
 GRACEFUL_S = 8  # in-flight requests finish within this on SIGTERM; the process is gone within 10 s
 
 
@@ -26,6 +27,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(BACKLOG)  # connections wait from now on, while uvicorn starts
     except OSError as err:
         sock.close()
         raise ValueError(f"--host {host} --port {port}: cannot listen there ({err.strerror or err})") from None
