@@ -1,0 +1,291 @@
+"""Load test of ``segformer-lab serve`` (docs/benchmarks.md, "Serving under load").
+
+    python benchmarks/serve_load.py [--model segformer_b0] [--size 512] [--clients 1,4,16,64]
+        [--seconds 30] [--servers batched,unbatched,onnx,litserve] [--out DIR]
+
+Each server is ``segformer-lab serve`` in a process of its own, as a user starts it:
+``batched`` (``--max-batch 8 --batch-wait 5``), ``unbatched`` (``--max-batch 1``) and
+``onnx`` (the model exported to a float32 ``.onnx`` file, served through onnxruntime,
+batched); ``litserve`` is the same model and answer behind LitServe
+(``litserve_app.py``, batched the same way; needs litserve importable, e.g. through
+``--litserve-path``). Against each, for every client count N, N threads each POST the
+same ``SIZE x SIZE`` JPEG in a loop over one keep-alive connection for ``--seconds``
+(to LitServe as Hugging Face's JSON, base64, which is all it decodes): the table gives
+throughput (answers 200 per second), latency percentiles, errors (any other answer or a
+failed connection), the mean batch the server ran and its time (from /metrics; LitServe
+has none), and the resident memory of the server's processes at the end of the point
+and their peaks (VmHWM), read from /proc. The model alone is timed first with ``segformer-lab bench``'s ``benchmark``
+(PyTorch at batch 1 and 8, onnxruntime at batch 1) in this process, before any server
+starts, so that the serving cost can be read off. The clients run on the same machine
+as the server and take some of its CPU. Writes serve_load.md and serve_load.json to
+``--out`` (default outputs/serve-load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from segformer_lab._io import atomic_write, write_json
+from segformer_lab.export import export_onnx
+from segformer_lab.models import create_model
+from segformer_lab.tools.bench import benchmark
+
+SERVERS = {  # name -> serve options (the ONNX one serves the exported file)
+    "batched": ["--max-batch", "8", "--batch-wait", "5"],
+    "unbatched": ["--max-batch", "1"],
+    "onnx": ["--max-batch", "8", "--batch-wait", "5"],
+    "litserve": ["8", "5"],  # litserve_app.py's MAX_BATCH BATCH_WAIT_MS
+}
+LITSERVE_APP = Path(__file__).with_name("litserve_app.py")
+
+
+def photo(size: int) -> bytes:
+    """A smooth colour field with noise, as JPEG (what a client typically sends)."""
+    y, x = np.mgrid[0:size, 0:size]
+    rgb = np.stack([x * 255 / size, y * 255 / size, (x + y) * 127 / size], axis=2)
+    rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process and its descendants (LitServe's workers are
+    processes), summed, KiB."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, total = [pid], {"VmRSS": 0, "VmHWM": 0}
+    while tree:
+        current = tree.pop()
+        tree.extend(children.get(current, []))
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        for key in total:
+            found = re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE)
+            total[key] += int(found.group(1)) if found else 0
+    return total
+
+
+def batches(port: int, has_metrics: bool) -> tuple[float, float, float]:
+    """The server's batches so far: how many, their images, their seconds (zeros without /metrics)."""
+    if not has_metrics:
+        return 0.0, 0.0, 0.0
+    return tuple(metric(port, f"segformer_lab_batch_{name}") for name in ("size_count", "size_sum", "seconds_sum"))
+
+
+def metric(port: int, name: str) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``segformer-lab serve MODEL OPTIONS --port 0`` in a process (the port from its log),
+    or with ``litserve``, ``litserve_app.py MODEL PORT OPTIONS``."""
+
+    def __init__(self, model: str, options: list[str], log: Path, litserve_path: str | None = None):
+        env = dict(os.environ)
+        if litserve_path is not None:
+            self.port = free_port()
+            command = [sys.executable, str(LITSERVE_APP), model, str(self.port), *options]
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (litserve_path, env.get("PYTHONPATH")) if p)
+        else:
+            command = [sys.executable, "-m", "segformer_lab.cli", "serve", model, "--port", "0", *options]
+        with open(log, "w") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 300
+        while litserve_path is None and not (found := re.search(r"listening on http://[^:]+:(\d+)", log.read_text())):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"the server did not start: {log.read_text()}")
+            time.sleep(0.2)
+        if litserve_path is None:
+            self.port = int(found.group(1))
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+                connection.request("GET", "/health")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"the server did not get ready: {log.read_text()}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def load(port: int, body: bytes, clients: int, seconds: float, path: str, content_type: str = "image/jpeg") -> dict:
+    """``clients`` threads POSTing ``body`` for ``seconds``: latencies of the 200s, errors."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            try:
+                connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+                failure = f"HTTP {response.status}"
+            except OSError as err:
+                ok, failure = False, type(err).__name__
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+            with lock:
+                (latencies.append(time.perf_counter() - started) if ok else errors.append(failure))
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started  # the last answers come in after stop_at
+    ms = np.array(latencies) * 1000
+    return {
+        "clients": clients, "seconds": round(elapsed, 1), "answers": len(latencies),
+        "throughput": len(latencies) / elapsed, "errors": len(errors), "error_kinds": sorted(set(errors)),
+        **{f"p{q}_ms": float(np.percentile(ms, q)) if ms.size else None for q in (50, 95, 99)},
+    }  # fmt: skip
+
+
+def model_alone(model_name: str, size: int, threads: int | None) -> dict:
+    """``bench``'s img/s of the model at batch 1 and 8 (PyTorch) and batch 1 (onnxruntime)."""
+    one = benchmark(model_name, size=(size, size), batch=1, repeats=5, onnx=True, threads=threads)
+    eight = benchmark(model_name, size=(size, size), batch=8, repeats=3, threads=threads)
+    return {"torch_batch1": one["ours"]["images_per_s"], "torch_batch8": eight["ours"]["images_per_s"],
+            "onnx_batch1": one["onnxruntime"]["images_per_s"]}
+
+
+def table(rows: list[dict], alone: dict, machine: str, command: str) -> str:
+    lines = [
+        f"Measured with `{command}` on {machine}.",
+        "",
+        f"The model alone (`bench`): PyTorch {alone['torch_batch1']:.2f} img/s at batch 1, "
+        f"{alone['torch_batch8']:.2f} at batch 8; onnxruntime {alone['onnx_batch1']:.2f} at batch 1.",
+        "",
+        "| server | clients | img/s | vs bench | p50 ms | p95 ms | p99 ms | errors | mean batch | batch ms "
+        "| RSS MiB | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        reference = alone["onnx_batch1"] if row["server"] == "onnx" else alone["torch_batch1"]
+        cells = [row["server"], row["clients"], f"{row['throughput']:.2f}", f"{row['throughput'] / reference:.2f}x",
+                 *(f"{row[k]:.0f}" if row[k] is not None else "-" for k in ("p50_ms", "p95_ms", "p99_ms")),
+                 row["errors"], "-" if row["mean_batch"] is None else f"{row['mean_batch']:.1f}",
+                 "-" if row["batch_ms"] is None else f"{row['batch_ms']:.0f}",
+                 f"{row['rss_kib'] / 1024:.0f}", f"{row['peak_kib'] / 1024:.0f}"]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="segformer_b0", help="registered model (random weights)")
+    p.add_argument("--size", type=int, default=512, help="square image side (default 512)")
+    p.add_argument("--clients", default="1,4,16,64", help="concurrent clients per point (default 1,4,16,64)")
+    p.add_argument("--seconds", type=float, default=30, help="seconds per point (default 30)")
+    p.add_argument("--servers", default=",".join(SERVERS), help=f"which of {', '.join(SERVERS)}")
+    p.add_argument("--output", default="segments", help="?output= of the requests (default: Hugging Face's segments)")
+    p.add_argument("--threads", type=int, help="torch threads of bench and of the servers (OMP_NUM_THREADS; "
+                   "default: theirs)")
+    p.add_argument("--litserve-path", metavar="DIR", help="a directory to put on PYTHONPATH for litserve "
+                   "(e.g. pip install --target DIR litserve)")
+    p.add_argument("--machine", default=f"{os.cpu_count()} CPU cores", help="the machine, for the table's caption")
+    p.add_argument("--out", type=Path, default=Path("outputs/serve-load"))
+    args = p.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+    servers = args.servers.split(",")
+    unknown = sorted(set(servers) - set(SERVERS))
+    if unknown:
+        p.error(f"unknown --servers {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
+    if "litserve" in servers and args.litserve_path is None:
+        args.litserve_path = ""  # litserve importable as installed
+    body = photo(args.size)
+    path = f"/?output={args.output}"
+
+    print(f"timing {args.model} alone at {args.size}x{args.size} (bench)...", flush=True)
+    alone = model_alone(args.model, args.size, args.threads)
+    if args.threads:  # the servers' torch and onnxruntime read it
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    print(json.dumps(alone), flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in servers:
+            model = args.model
+            if name == "onnx":
+                model = str(Path(scratch) / f"{args.model}.onnx")
+                export_onnx(create_model(args.model), model, check=False)
+            litserve = args.litserve_path if name == "litserve" else None
+            server = Server(model, SERVERS[name], Path(scratch) / f"{name}.log", litserve)
+            request = (("/predict", json.dumps({"inputs": base64.b64encode(body).decode()}).encode(), "application/json")
+                       if litserve is not None else (path, body, "image/jpeg"))
+            try:
+                load(server.port, request[1], 1, 3, request[0], request[2])  # warm up (first JPEG, first batch)
+                for count in clients:
+                    before = batches(server.port, litserve is None)
+                    row = {"server": name, **load(server.port, request[1], count, args.seconds, request[0], request[2])}
+                    after = batches(server.port, litserve is None)
+                    count_ = after[0] - before[0]
+                    row["mean_batch"] = (after[1] - before[1]) / count_ if count_ else None
+                    row["batch_ms"] = 1000 * (after[2] - before[2]) / count_ if count_ else None
+                    rss = memory_kib(server.process.pid)
+                    row["rss_kib"], row["peak_kib"] = rss["VmRSS"], rss["VmHWM"]
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                server.stop()
+    command = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
+    markdown = table(rows, alone, args.machine, command.strip())
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out / "serve_load.md", lambda target: Path(target).write_text(markdown))
+    write_json(args.out / "serve_load.json", {"model_alone": alone, "rows": rows})
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
