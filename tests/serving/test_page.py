@@ -22,6 +22,9 @@ sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 MASK_PIXELS = """() => { const c = document.getElementById("mask");
   return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data); }"""
+DROPPED = """encoded => { const bytes = Uint8Array.from(atob(encoded), c => c.charCodeAt(0));
+  const transfer = new DataTransfer(); transfer.items.add(new File([bytes], "room.jpg", {type: "image/jpeg"}));
+  return transfer; }"""
 LEGEND = """rows => rows.map(r => [Number(r.dataset.class), r.querySelector(".name").textContent.trim(),
   r.querySelector(".share").textContent])"""
 
@@ -49,7 +52,7 @@ def test_the_page_draws_what_the_segmenter_predicts(serve_app, segmenter, browse
     page.goto(url)
     page.wait_for_selector("#status.ready")
     assert "segformer_b0" in page.inner_text("#model")
-    page.set_input_files("#file", [str(tmp_path / name) for name in ("street.png", "room.jpg", "notes.png")])
+    page.set_input_files("#file", [str(tmp_path / "street.png"), str(tmp_path / "notes.png")])
     page.wait_for_selector('#stage[data-ready="true"]')
 
     # the mask canvas: the model's colour at every pixel
@@ -79,11 +82,12 @@ def test_the_page_draws_what_the_segmenter_predicts(serve_app, segmenter, browse
     downloaded = Image.open(io.BytesIO(base64.b64decode(href.removeprefix("data:image/png;base64,"))))
     np.testing.assert_array_equal(np.asarray(downloaded), labels)
 
-    # the other images: one more result to show, and a refusal told as the server's one line
+    # a refusal is told as the server's one line; an image dropped on the page joins the list
     buttons = page.locator("#images button")
-    assert buttons.count() == 3
     page.wait_for_selector("#images button.failed")
     buttons.nth(1).click()
-    page.wait_for_function("document.getElementById('message').textContent.includes('50\u00d740')")
-    buttons.nth(2).click()
     assert "not an image" in page.inner_text("#message.error")
+    dropped = page.evaluate_handle(DROPPED, base64.b64encode((tmp_path / "room.jpg").read_bytes()).decode())
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    page.wait_for_function("document.getElementById('message').textContent.includes('room.jpg: 50\u00d740')")
+    assert buttons.count() == 3

@@ -119,6 +119,7 @@ def test_page_info_health_metrics_and_openapi(url):
     assert {"torch", "fastapi", "uvicorn"} <= set(info["versions"])
     assert json.loads(request(url, path="/health")[2])["status"] == "ok"
     assert request(url, path="/openapi.json")[0] == 200
+    assert request(url, "POST", "/", png(picture()))[0] == 200
     before = metric(url, 'segformer_lab_requests_total{endpoint="/health",status="200"}')
     request(url, path="/health")
     assert metric(url, 'segformer_lab_requests_total{endpoint="/health",status="200"}') == before + 1
@@ -207,6 +208,22 @@ def test_a_full_queue_answers_503_with_retry_after(serve_app):
         thread.join(30)
     assert [a[0] for a in answers] == [200, 200]
     assert metric(url, "segformer_lab_batch_size_sum") == 2  # the two ran as one batch
+
+
+def test_workers_run_batches_side_by_side(serve_app, segmenter):
+    url = serve_app(ServeOptions(max_batch=2, batch_wait_ms=50, workers=2))
+    rgbs = [picture(40, 40 + 8 * i, seed=i) for i in range(6)]  # several sizes: grouped within a batch
+    answers: list = []
+    threads = [threading.Thread(target=lambda i=i: answers.append(
+        (i, request(url, "POST", "/", png(rgbs[i]), {"Accept": "image/png"})))) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for i, (status, _, body) in sorted(answers, key=lambda a: a[0]):
+        assert status == 200
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(body))), segmenter.predict(rgbs[i]))
+    assert metric(url, "segformer_lab_batch_size_sum") == 6
 
 
 def test_a_timed_out_request_is_504_and_frees_its_slot(serve_app):
