@@ -30,6 +30,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -65,22 +66,29 @@ def photo(size: int) -> bytes:
     return buffer.getvalue()
 
 
-def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of a process and its descendants (LitServe's workers are
-    processes), summed, KiB."""
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (LitServe's workers are processes)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
             continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, total = [pid], {"VmRSS": 0, "VmHWM": 0}
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, found = [pid], []
     while tree:
         current = tree.pop()
+        found.append(current)
         tree.extend(children.get(current, []))
+    return found
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process and its descendants, summed, KiB."""
+    total = {"VmRSS": 0, "VmHWM": 0}
+    for member in process_tree(pid):
         try:
-            status = Path(f"/proc/{current}/status").read_text()
+            status = Path(f"/proc/{member}/status").read_text()
         except OSError:
             continue
         for key in total:
@@ -145,11 +153,28 @@ class Server:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        """SIGTERM to the server and its worker processes; SIGKILL to any left after 15 s."""
+        members = process_tree(self.process.pid)
+        for signal_, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            for member in filter(running, members):
+                try:
+                    os.kill(member, signal_)
+                except ProcessLookupError:  # gone meanwhile
+                    pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                self.process.poll()  # reaps the server once it has exited
+                if not any(map(running, members)):
+                    return
+                time.sleep(0.2)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def load(port: int, body: bytes, clients: int, seconds: float, path: str, content_type: str = "image/jpeg") -> dict:

@@ -279,10 +279,20 @@ def test_the_command_serves_and_stops_gracefully_on_sigterm(model_dir, tmp_path)
             process.kill()
 
 
-def test_a_model_that_cannot_be_opened_is_one_line(tmp_path, capsys):
-    assert main(["serve", str(tmp_path / "missing"), "--port", "0"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("segformer-lab serve: error:") and "missing" in err
+def test_command_mistakes_are_one_line(model_dir, tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        mistakes = {
+            "missing": (["serve", str(tmp_path / "missing"), "--port", "0"], "missing"),
+            "option": (["serve", str(model_dir), "--max-batch", "0"], "max_batch (--max-batch) must be >= 1, got 0"),
+            "port": (["serve", str(model_dir), "--port", str(port)], f"--port {port}: cannot listen there"),
+        }
+        for name, (argv, words) in mistakes.items():
+            assert main(argv) == 2, name
+            err = capsys.readouterr().err.strip().splitlines()[-1]
+            assert err.startswith("segformer-lab serve: error:") and words in err, (name, err)
 
 
 def test_an_onnx_file_is_served_through_onnxruntime(serve_app, exported_b0):

@@ -15,11 +15,13 @@ from ..inference import Segmenter
 
 
 def encoded(image: Image.Image, media_type: str = "image/png") -> bytes:
+    """PNG at zlib level 1 (about half the time of PIL's default 6 on masks, whose long
+    runs compress well either way), or JPEG."""
     buffer = io.BytesIO()
     if media_type == "image/jpeg":
         image.convert("RGB").save(buffer, format="JPEG", quality=92)
     else:
-        image.save(buffer, format="PNG")
+        image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
