@@ -11,12 +11,14 @@ batched); ``litserve`` is the same model and answer behind LitServe
 ``--litserve-path``). Against each, for every client count N, N threads each POST the
 same ``SIZE x SIZE`` JPEG in a loop over one keep-alive connection for ``--seconds``
 (to LitServe as Hugging Face's JSON, base64, which is all it decodes): the table gives
-throughput (answers 200 per second), latency percentiles, errors (any other answer or a
-failed connection), the mean batch the server ran and its time (from /metrics; LitServe
-has none), and the resident memory of the server's processes at the end of the point
-and their peaks (VmHWM), read from /proc. The model alone is timed first with ``segformer-lab bench``'s ``benchmark``
-(PyTorch at batch 1 and 8, onnxruntime at batch 1) in this process, before any server
-starts, so that the serving cost can be read off. The clients run on the same machine
+throughput (answers 200 per second within the window), latency percentiles, errors (any
+other answer or a failed connection), the mean batch the server ran and its time (from
+/metrics; LitServe has none), the resident memory of the server's processes, sampled every
+0.5 s, at its highest in the first and in the second half of the point (flat: the second
+no higher), and their peaks (VmHWM), read from /proc. The model alone is timed first
+with ``segformer-lab bench``'s ``benchmark`` (PyTorch at batch 1 and 8, onnxruntime at
+batch 1) in this process, before any server starts, so that the serving cost can be
+read off. The clients run on the same machine
 as the server and take some of its CPU. Writes serve_load.md and serve_load.json to
 ``--out`` (default outputs/serve-load).
 """
@@ -177,12 +179,18 @@ def running(pid: int) -> bool:
         return False
 
 
-def load(port: int, body: bytes, clients: int, seconds: float, path: str, content_type: str = "image/jpeg") -> dict:
-    """``clients`` threads POSTing ``body`` for ``seconds``: latencies of the 200s, errors."""
+def load(port: int, pid: int, body: bytes, clients: int, seconds: float, path: str,
+         content_type: str = "image/jpeg") -> dict:
+    """``clients`` threads POSTing ``body`` for ``seconds``: throughput (answers 200 within
+    the window), latencies of all 200s, errors, and the server's RSS, sampled every 0.5 s,
+    at its highest in the first and in the second half of the window (flat: no higher)."""
     latencies: list[float] = []
+    finished: list[float] = []
     errors: list[str] = []
+    rss: list[tuple[float, int]] = []
     lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
+    begin = time.monotonic()
+    stop_at = begin + seconds
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
@@ -199,21 +207,31 @@ def load(port: int, body: bytes, clients: int, seconds: float, path: str, conten
                 connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
             with lock:
-                (latencies.append(time.perf_counter() - started) if ok else errors.append(failure))
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                    finished.append(time.monotonic())
+                else:
+                    errors.append(failure)
         connection.close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.monotonic()
+    def sample() -> None:
+        while time.monotonic() < stop_at:
+            rss.append((time.monotonic() - begin, memory_kib(pid)["VmRSS"]))
+            time.sleep(0.5)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)] + [threading.Thread(target=sample)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.monotonic() - started  # the last answers come in after stop_at
     ms = np.array(latencies) * 1000
+    halves = [[kib for at, kib in rss if (at < seconds / 2) == first] or [0] for first in (True, False)]
     return {
-        "clients": clients, "seconds": round(elapsed, 1), "answers": len(latencies),
-        "throughput": len(latencies) / elapsed, "errors": len(errors), "error_kinds": sorted(set(errors)),
+        "clients": clients, "seconds": seconds, "answers": len(latencies),
+        "throughput": sum(at <= stop_at for at in finished) / seconds, "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
         **{f"p{q}_ms": float(np.percentile(ms, q)) if ms.size else None for q in (50, 95, 99)},
+        "rss_first_half_kib": max(halves[0]), "rss_second_half_kib": max(halves[1]),
     }  # fmt: skip
 
 
@@ -233,7 +251,7 @@ def table(rows: list[dict], alone: dict, machine: str, command: str) -> str:
         f"{alone['torch_batch8']:.2f} at batch 8; onnxruntime {alone['onnx_batch1']:.2f} at batch 1.",
         "",
         "| server | clients | img/s | vs bench | p50 ms | p95 ms | p99 ms | errors | mean batch | batch ms "
-        "| RSS MiB | peak RSS MiB |",
+        "| RSS MiB, 1st / 2nd half | peak RSS MiB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
@@ -242,7 +260,8 @@ def table(rows: list[dict], alone: dict, machine: str, command: str) -> str:
                  *(f"{row[k]:.0f}" if row[k] is not None else "-" for k in ("p50_ms", "p95_ms", "p99_ms")),
                  row["errors"], "-" if row["mean_batch"] is None else f"{row['mean_batch']:.1f}",
                  "-" if row["batch_ms"] is None else f"{row['batch_ms']:.0f}",
-                 f"{row['rss_kib'] / 1024:.0f}", f"{row['peak_kib'] / 1024:.0f}"]  # fmt: skip
+                 f"{row['rss_first_half_kib'] / 1024:.0f} / {row['rss_second_half_kib'] / 1024:.0f}",
+                 f"{row['peak_kib'] / 1024:.0f}"]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -286,19 +305,20 @@ def main() -> int:
                 export_onnx(create_model(args.model), model, check=False)
             litserve = args.litserve_path if name == "litserve" else None
             server = Server(model, SERVERS[name], Path(scratch) / f"{name}.log", litserve)
-            request = (("/predict", json.dumps({"inputs": base64.b64encode(body).decode()}).encode(), "application/json")
-                       if litserve is not None else (path, body, "image/jpeg"))
+            target, payload, content_type = (
+                ("/predict", json.dumps({"inputs": base64.b64encode(body).decode()}).encode(), "application/json")
+                if litserve is not None else (path, body, "image/jpeg"))
             try:
-                load(server.port, request[1], 1, 3, request[0], request[2])  # warm up (first JPEG, first batch)
+                pid = server.process.pid
+                load(server.port, pid, payload, 1, 3, target, content_type)  # warm up (first JPEG, first batch)
                 for count in clients:
                     before = batches(server.port, litserve is None)
-                    row = {"server": name, **load(server.port, request[1], count, args.seconds, request[0], request[2])}
+                    row = {"server": name, **load(server.port, pid, payload, count, args.seconds, target, content_type)}
                     after = batches(server.port, litserve is None)
                     count_ = after[0] - before[0]
                     row["mean_batch"] = (after[1] - before[1]) / count_ if count_ else None
                     row["batch_ms"] = 1000 * (after[2] - before[2]) / count_ if count_ else None
-                    rss = memory_kib(server.process.pid)
-                    row["rss_kib"], row["peak_kib"] = rss["VmRSS"], rss["VmHWM"]
+                    row["peak_kib"] = memory_kib(pid)["VmHWM"]
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             finally:

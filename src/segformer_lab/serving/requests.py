@@ -65,7 +65,7 @@ def parse_payload(body: bytes, content_type: str | None) -> Payload:
     (Hugging Face's form, which ``InferenceClient`` sends when it has parameters)."""
     if not body:
         raise RequestError(400, "empty body: POST the image's bytes, or JSON {\"inputs\": \"<base64 image>\"}")
-    if not (content_type or "").split(";")[0].strip().lower() == "application/json":
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
         return Payload(body, {})
     try:
         document = json.loads(body)
