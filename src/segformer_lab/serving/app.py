@@ -169,7 +169,7 @@ def create_app(open_segmenter: Callable[[], Segmenter], options: ServeOptions = 
                                else "the model is loading", {"Retry-After": "1"})
         return state.segmenter
 
-    @app.get("/", response_class=HTMLResponse, summary="The page (browsers); /info as JSON for Accept: application/json")
+    @app.get("/", response_class=HTMLResponse, summary="The page; /info's JSON for Accept: application/json")
     async def home(request: Request):
         accept = request.headers.get("accept", "")
         if "application/json" in accept and "text/html" not in accept:

@@ -102,7 +102,7 @@ def decode_checked(data: bytes, max_pixels: int) -> np.ndarray:
     except Image.DecompressionBombError as err:  # PIL's own refusal from the header, past 2 x MAX_IMAGE_PIXELS
         raise RequestError(413, f"the image is too large ({err}); the limit is {max_pixels} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise RequestError(415, "the body is not an image in a format this server reads (PNG, JPEG, WebP, ...)") from None
+        raise RequestError(415, "the body is not an image in a format the server reads (PNG, JPEG, WebP...)") from None
     if width * height > max_pixels:
         raise RequestError(413, f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     try:

@@ -27,8 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for field in fields(defaults):
         flag, metavar, text, _ = OPTIONS[field.name]
         default = getattr(defaults, field.name)
+        shown = f"{default:g}" if isinstance(default, float) else default
         p.add_argument(flag, dest=field.name, metavar=metavar, type=type(default), default=default,
-                       help=f"{text} (default {default:g})" if isinstance(default, float) else f"{text} (default {default})")
+                       help=f"{text} (default {shown})")
 
 
 def run(args: argparse.Namespace) -> int:
