@@ -42,11 +42,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from segformer_lab._io import atomic_write, write_json
 from segformer_lab.export import export_onnx
+from segformer_lab.inference import open_segmenter
 from segformer_lab.models import create_model
+from segformer_lab.serving.requests import decode_checked
+from segformer_lab.serving.responses import render
 from segformer_lab.tools.bench import benchmark
 
 SERVERS = {  # name -> serve options (the ONNX one serves the exported file)
@@ -243,20 +247,44 @@ def model_alone(model_name: str, size: int, threads: int | None) -> dict:
             "onnx_batch1": one["onnxruntime"]["images_per_s"]}
 
 
+def in_process(model: str, body: bytes, threads: int | None, repeats: int = 5) -> float:
+    """img/s of a server's own work on one request, without HTTP, queue or concurrency:
+    decode the JPEG, ``Segmenter.predict_batch`` (label map and confidence at the image's
+    size: the logits upsampled, the softmax), Hugging Face's segments (a PNG per class)."""
+    if threads:
+        torch.set_num_threads(threads)
+    options = {"threads": threads} if threads and model.endswith(".onnx") else {}
+    segmenter = open_segmenter(model, **options)
+
+    def once() -> float:
+        started = time.perf_counter()
+        rgb = decode_checked(body, 1 << 40)
+        ((labels, confidence),) = segmenter.predict_batch([rgb], confidence=True)
+        render("segments", "application/json", segmenter, rgb, labels, confidence, {}, 0.5)
+        return time.perf_counter() - started
+
+    once()
+    return 1 / float(np.median([once() for _ in range(repeats)]))
+
+
 def table(rows: list[dict], alone: dict, machine: str, command: str) -> str:
     lines = [
         f"Measured with `{command}` on {machine}.",
         "",
-        f"The model alone (`bench`): PyTorch {alone['torch_batch1']:.2f} img/s at batch 1, "
-        f"{alone['torch_batch8']:.2f} at batch 8; onnxruntime {alone['onnx_batch1']:.2f} at batch 1.",
+        f"The model's forward pass alone (`bench`): PyTorch {alone['torch_batch1']:.2f} img/s at batch 1, "
+        f"{alone['torch_batch8']:.2f} at batch 8; onnxruntime {alone['onnx_batch1']:.2f} at batch 1. A request's "
+        f"whole work in one process, without HTTP (decode, `Segmenter`, segments): PyTorch "
+        f"{alone['torch_in_process']:.2f} img/s, onnxruntime {alone['onnx_in_process']:.2f}.",
         "",
-        "| server | clients | img/s | vs bench | p50 ms | p95 ms | p99 ms | errors | mean batch | batch ms "
-        "| RSS MiB, 1st / 2nd half | peak RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | clients | img/s | vs in-process | vs bench | p50 ms | p95 ms | p99 ms | errors | mean batch "
+        "| batch ms | RSS MiB, 1st / 2nd half | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        reference = alone["onnx_batch1"] if row["server"] == "onnx" else alone["torch_batch1"]
-        cells = [row["server"], row["clients"], f"{row['throughput']:.2f}", f"{row['throughput'] / reference:.2f}x",
+        backend = "onnx" if row["server"] == "onnx" else "torch"
+        throughput = row["throughput"]
+        cells = [row["server"], row["clients"], f"{throughput:.2f}",
+                 f"{throughput / alone[f'{backend}_in_process']:.2f}x", f"{throughput / alone[f'{backend}_batch1']:.2f}x",
                  *(f"{row[k]:.0f}" if row[k] is not None else "-" for k in ("p50_ms", "p95_ms", "p99_ms")),
                  row["errors"], "-" if row["mean_batch"] is None else f"{row['mean_batch']:.1f}",
                  "-" if row["batch_ms"] is None else f"{row['batch_ms']:.0f}",
@@ -291,18 +319,19 @@ def main() -> int:
     body = photo(args.size)
     path = f"/?output={args.output}"
 
-    print(f"timing {args.model} alone at {args.size}x{args.size} (bench)...", flush=True)
-    alone = model_alone(args.model, args.size, args.threads)
-    if args.threads:  # the servers' torch and onnxruntime read it
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    print(json.dumps(alone), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
+        onnx_file = str(Path(scratch) / f"{args.model}.onnx")
+        export_onnx(create_model(args.model), onnx_file, check=False)
+        print(f"timing {args.model} alone at {args.size}x{args.size} (bench, in-process)...", flush=True)
+        alone = model_alone(args.model, args.size, args.threads)
+        alone["torch_in_process"] = in_process(args.model, body, args.threads)
+        alone["onnx_in_process"] = in_process(onnx_file, body, args.threads)
+        print(json.dumps(alone), flush=True)
+        if args.threads:  # the servers' torch reads it
+            os.environ["OMP_NUM_THREADS"] = str(args.threads)
         for name in servers:
-            model = args.model
-            if name == "onnx":
-                model = str(Path(scratch) / f"{args.model}.onnx")
-                export_onnx(create_model(args.model), model, check=False)
+            model = onnx_file if name == "onnx" else args.model
             litserve = args.litserve_path if name == "litserve" else None
             server = Server(model, SERVERS[name], Path(scratch) / f"{name}.log", litserve)
             target, payload, content_type = (
