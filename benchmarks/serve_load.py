@@ -321,19 +321,22 @@ def main() -> int:
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        onnx_file = str(Path(scratch) / f"{args.model}.onnx")
-        export_onnx(create_model(args.model), onnx_file, check=False)
+        # one draw of random weights for every server (each process would draw its own), and its export
+        model_dir, onnx_file = str(Path(scratch) / args.model), str(Path(scratch) / f"{args.model}.onnx")
+        model = create_model(args.model).eval()
+        model.save_pretrained(model_dir)
+        export_onnx(model, onnx_file, check=False)
         print(f"timing {args.model} alone at {args.size}x{args.size} (bench, in-process)...", flush=True)
         alone = model_alone(args.model, args.size, args.threads)
-        alone["torch_in_process"] = in_process(args.model, body, args.threads)
+        alone["torch_in_process"] = in_process(model_dir, body, args.threads)
         alone["onnx_in_process"] = in_process(onnx_file, body, args.threads)
         print(json.dumps(alone), flush=True)
         if args.threads:  # the servers' torch reads it
             os.environ["OMP_NUM_THREADS"] = str(args.threads)
         for name in servers:
-            model = onnx_file if name == "onnx" else args.model
+            served = onnx_file if name == "onnx" else model_dir
             litserve = args.litserve_path if name == "litserve" else None
-            server = Server(model, SERVERS[name], Path(scratch) / f"{name}.log", litserve)
+            server = Server(served, SERVERS[name], Path(scratch) / f"{name}.log", litserve)
             target, payload, content_type = (
                 ("/predict", json.dumps({"inputs": base64.b64encode(body).decode()}).encode(), "application/json")
                 if litserve is not None else (path, body, "image/jpeg"))
