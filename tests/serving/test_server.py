@@ -308,3 +308,13 @@ def test_an_onnx_file_is_served_through_onnxruntime(serve_app, exported_b0):
     assert [a.label for a in answer] == [e["label"] for e in expected]
     for got, want in zip(answer, expected):
         np.testing.assert_array_equal(np.asarray(got.mask), np.asarray(want["mask"]))
+
+
+def test_the_commands_options_load_neither_torch_nor_fastapi():
+    """``segformer-lab serve --help`` is built from ``ServeOptions`` alone (the serving
+    package exports the rest lazily)."""
+    code = ("import sys; from segformer_lab.cli import build_parser; build_parser('serve'); "
+            "print(sorted(m for m in ('torch', 'fastapi', 'uvicorn', 'PIL') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), *sys.path) if p)}
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert loaded.stdout.strip() == "[]"
