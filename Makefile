@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 OUT ?= outputs/demo
 DEMO_ARGS ?=
 
-.PHONY: demo test bench-gpu venv clean
+.PHONY: demo test browser bench-gpu venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,17 @@ demo: $(VENV)/.runtime
 	$(BIN)/segformer-lab models
 	$(BIN)/segformer-lab demo --out $(OUT) $(DEMO_ARGS)
 
+# The page's browser test (tests/serving/test_page.py) drives Debian's chromium: installed here
+# when missing and apt-get can (as root); where it cannot, that test is skipped and says so.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; }; } || \
+	  echo "make test: NO CHROMIUM and no way to install it (root + apt-get): the browser test will be SKIPPED"
+
 # The layer contract (pyproject.toml: import-linter) first, then the tests in two processes
 # (pytest-xdist; a test file stays in one process, so its module fixtures are built once).
-test: $(VENV)/.test
+test: $(VENV)/.test browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 

@@ -27,6 +27,7 @@ COMMANDS = {
     "data": ("data", "generate, check and show datasets"),
     "export": ("export", "export a model to ONNX (checked with onnxruntime)"),
     "predict": ("predict", "predict label maps (and colour overlays) for images"),
+    "serve": ("serve", "serve a model over HTTP (Hugging Face's image-segmentation API) with a page to try it"),
     "demo": ("demo", "the main job: train and compare SegFormer variants on an embedded dataset, with a report"),
     "study": ("study", "paired-seed studies with confidence intervals: study rope (RoPE in SegFormer, with a control)"),
 }

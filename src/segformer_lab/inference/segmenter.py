@@ -184,7 +184,10 @@ class Segmenter:
         subtask): per class present, in class order, ``{"score": float, "label": name,
         "mask": PIL image "L", 255 on the class, 0 elsewhere}``. ``score`` is the mean
         confidence over the mask (transformers' semantic subtask gives None there)."""
-        labels, confidence = self.predict(image, confidence=True)
+        return self.segments_of(*self.predict(image, confidence=True))
+
+    def segments_of(self, labels: np.ndarray, confidence: np.ndarray) -> list[dict[str, Any]]:
+        """``segments`` from a prediction already made (``predict(..., confidence=True)``)."""
         segments = []
         for k in np.unique(labels):
             mask = labels == k
