@@ -28,7 +28,7 @@ class FakeSet:
 
 def legend_of(grid, summary, tmp_path, monkeypatch) -> list[tuple[str, tuple]]:
     seen = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path, rect=None: seen.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, rect=None: seen.append(fig) or path)
     plots.prediction_grid(grid, summary, tmp_path / "grid.png")
     legend = seen[0].legends[0]
     return [(t.get_text(), tuple(round(255 * c) for c in h.get_facecolor()[:3]))

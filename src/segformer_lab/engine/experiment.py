@@ -214,7 +214,10 @@ def _check_data(data: dict[str, Any]) -> None:
         if name not in PIPELINES:
             raise ValueError(f"data.{section}.name: unknown transforms {name!r}; choose from {sorted(PIPELINES)}")
         if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(PIPELINES[name]).parameters.values()):
-            PIPELINES[name](**params)  # takes any keys and checks them itself ('val': a Preprocessing's)
+            try:  # it takes any keys and checks them itself ('val': a Preprocessing's)
+                PIPELINES[name](**params)
+            except ValueError as err:
+                raise ValueError(f"data.{section}: {str(err).removeprefix(f'{name} transforms: ')}") from None
         else:
             _check_keywords(f"data.{section}", PIPELINES[name], params)
 
