@@ -204,3 +204,31 @@ def test_dynamic_quantisation_of_gemms_sharing_a_computed_input(tmp_path):
     x, w = np.ones((2, 4), np.float32), np.arange(12, dtype=np.float32).reshape(3, 4)
     (y,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x, "w": w})
     np.testing.assert_allclose(y, 3 * x @ (2 * w).T, rtol=0.05)
+
+
+def test_bench_refuses_onnx_files_it_cannot_time_in_one_line(checkpoint, tmp_path, capsys):
+    """bench --onnx: a file onnxruntime cannot load, files of different class counts, and a
+    static-shape file at another --size or --batch are each one line naming the file (and,
+    for a fixed input, the options that fit it), exit 2."""
+    model = sl.load_model(checkpoint)
+    dynamic, static = tmp_path / "dynamic.onnx", tmp_path / "static.onnx"
+    export.export_onnx(model, dynamic, check=False)
+    export.export_onnx(model, static, static_size=(64, 96), check=False)
+    other = tmp_path / "other.onnx"
+    export.export_onnx(sl.create_model(config=model.config.replace(num_classes=model.config.num_classes + 2)),
+                       other, check=False)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    cases = [
+        ([garbage], "64 64", "1", f"{garbage}: onnxruntime cannot load it: "),
+        ([dynamic, other], "64 64", "1", f"{other} has {model.config.num_classes + 2} classes and {dynamic} "),
+        ([static], "64 64", "1", f"{static} takes a fixed input [1, 3, 64, 96], not [1, 3, 64, 64]: time it with "
+                                 "--size 64 96"),
+        ([static], "64 96", "4", f"{static} takes a fixed input [1, 3, 64, 96], not [4, 3, 64, 96]: time it with "
+                                 "--batch 1 (or"),
+    ]
+    for files, size, batch, message in cases:
+        argv = ["bench", "--onnx", *map(str, files), "--size", *size.split(), "--batch", batch, "--repeats", "1"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"segformer-lab bench: error: {message}"), err

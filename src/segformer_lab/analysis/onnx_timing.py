@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from ..export import OnnxRunner, export_int8, export_onnx, logit_agreement, require_export_packages
+from ..export.errors import first_line
 from ..models import SegmentationModel
 from .timing import relative_rows, time_in_turns, torch_threads
 
@@ -55,8 +56,9 @@ def compare_onnx_files(
     import onnxruntime
 
     with torch_threads(threads):
-        runners = {str(path): OnnxRunner(path, threads=torch.get_num_threads()) for path in paths}
+        runners = {str(path): _open(path, (batch, 3, *size)) for path in paths}
         pixel_values = torch.randn((batch, 3, *size), generator=torch.Generator().manual_seed(0))
+        _check_outputs({path: runner(pixel_values) for path, runner in runners.items()})
         times, outputs = time_in_turns(runners, pixel_values, warmup, repeats)
         threads_used = torch.get_num_threads()
     return {
@@ -64,6 +66,42 @@ def compare_onnx_files(
         "repeats": repeats, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
         "models": onnx_variant_rows(times, outputs, batch),
     }  # fmt: skip
+
+
+def _open(path: str | os.PathLike, shape: tuple[int, ...]) -> OnnxRunner:
+    """``path`` in a session, refused in one line when onnxruntime cannot load it or when its
+    input is fixed at another shape than the one to time (naming the options that match)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such ONNX file")
+    try:
+        runner = OnnxRunner(path, threads=torch.get_num_threads())
+    except Exception as err:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+        raise ValueError(f"{path}: onnxruntime cannot load it: {first_line(err)}") from None
+    fixed = runner.input.shape
+    if len(fixed) != 4:
+        raise ValueError(f"{path}: takes an input of rank {len(fixed)}, not an image batch [batch, 3, height, width]")
+    wrong = [(name, want, have) for name, want, have in zip(("batch", "channels", "height", "width"), fixed, shape)
+             if isinstance(want, int) and want != have]
+    if wrong:
+        needed = {name: want for name, want, _ in wrong}
+        options = [f"--batch {needed['batch']}"] if "batch" in needed else []
+        if "height" in needed or "width" in needed:
+            options.append(f"--size {fixed[2]} {fixed[3]}")
+        raise ValueError(f"{path} takes a fixed input {list(fixed)}, not {list(shape)}: time it with "
+                         f"{' '.join(options) or 'a 3-channel input'} (or export it with dynamic shapes)")
+    return runner
+
+
+def _check_outputs(outputs: dict[str, torch.Tensor]) -> None:
+    """Files compared in turns must give logits of one shape: the same classes, the same stride."""
+    (first, reference), *others = outputs.items()
+    for path, output in others:
+        if output.shape[1] != reference.shape[1]:
+            raise ValueError(f"{path} has {output.shape[1]} classes and {first} {reference.shape[1]}: files timed "
+                             "against each other must be exports of models with the same classes")
+        if output.shape != reference.shape:
+            raise ValueError(f"{path} returns logits {list(output.shape)} and {first} {list(reference.shape)}: "
+                             "not exports of the same kind of model")
 
 
 def print_onnx_files(result: dict, as_json: bool) -> int:
