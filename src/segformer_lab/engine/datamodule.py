@@ -12,6 +12,8 @@ shards the set without padding, so every image is scored exactly once under DDP.
 from __future__ import annotations
 
 import signal
+import threading
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import lightning.pytorch as L
@@ -53,7 +55,31 @@ class EpochSampler(Sampler):
         return zip(mine.tolist(), seeds[mine].tolist()) if self.sample_seeds else iter(mine.tolist())
 
 
-class ResumableLoader(DataLoader):
+@contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """SIGTERM held back (blocked) while loader workers start: they inherit the block and
+    ignore the signal before they unblock it (``_ignore_sigterm``), so a SIGTERM sent to the
+    process group as they start cannot kill one; this process receives it when the block
+    ends."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class WorkerSafeLoader(DataLoader):
+    """A DataLoader whose workers start with SIGTERM held back (``_sigterm_held``)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        with _sigterm_held():
+            return super().__iter__()  # the workers start here
+
+
+class ResumableLoader(WorkerSafeLoader):
     """A training DataLoader over an ``EpochSampler`` that Lightning checkpoints: its
     state is (epoch, batches delivered), restored as a skip at the start of that epoch."""
 
@@ -86,6 +112,8 @@ def _ignore_sigterm(worker_id: int) -> None:
     process group (systemd, Slurm), and the training process stops at a safe point and
     ends its workers itself; a worker killed first would fail the run instead."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # started with it held back: a pending one is now discarded
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -135,4 +163,4 @@ class SegmentationDataModule(L.LightningDataModule):
             return []
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         shard = range(rank, len(self.val), world)
-        return DataLoader(self.val, sampler=shard, **self._loader_args(self.val_batch_size))
+        return WorkerSafeLoader(self.val, sampler=shard, **self._loader_args(self.val_batch_size))
