@@ -160,7 +160,8 @@ def test_recipes_keep_depthwise_and_attention_in_float(tmp_path):
 
 def test_bench_times_onnx_files_of_any_precision(checkpoint, tmp_path, capsys):
     """bench --onnx FILE ...: files timed in turns against the first, with agreement; and
-    bench MODEL --onnx --onnx-precision fp16 int8 exports those on the fly."""
+    bench MODEL --onnx --onnx-precision int8 exports that on the fly (fp16 takes the same path;
+    a one-block B0: the exports are what takes the time)."""
     model = sl.load_model(checkpoint)
     float_path, int8_path = tmp_path / "f32.onnx", tmp_path / "int8.onnx"
     export.export_onnx(model, float_path, check=False)
@@ -172,12 +173,11 @@ def test_bench_times_onnx_files_of_any_precision(checkpoint, tmp_path, capsys):
     assert [r["model"] for r in rows] == [str(float_path), str(int8_path)]
     assert rows[0]["speedup"] == 1.0 and rows[0]["argmax_agreement"] == 1.0 and rows[0]["max_abs_diff"] == 0
     assert rows[1]["median_ms"] > 0 and 0 < rows[1]["max_abs_diff"] < 1 and rows[1]["argmax_agreement"] > 0.8
-    argv = ["bench", "segformer_b0", "--onnx", "--onnx-precision", "fp16", "int8", "--size", "64", "64",
+    argv = ["bench", str(checkpoint), "--onnx", "--onnx-precision", "int8", "--size", "64", "64",
             "--warmup", "0", "--repeats", "1", "--json"]  # fmt: skip
     assert main(argv) == 0
     variants = json.loads(capsys.readouterr().out)["onnx_variants"]
-    assert set(variants) == {"fp16", "int8"}
-    assert variants["fp16"]["max_abs_diff"] < 1e-2 and variants["int8"]["argmax_agreement"] > 0.8
+    assert set(variants) == {"int8"} and variants["int8"]["argmax_agreement"] > 0.8  # fp16: the same path
     assert main(["bench", "segformer_b0", "--onnx-precision", "int8"]) == 2
     assert "--onnx-precision goes with --onnx" in capsys.readouterr().err
 
@@ -206,22 +206,30 @@ def test_dynamic_quantisation_of_gemms_sharing_a_computed_input(tmp_path):
     np.testing.assert_allclose(y, 3 * x @ (2 * w).T, rtol=0.05)
 
 
-def test_bench_refuses_onnx_files_it_cannot_time_in_one_line(checkpoint, tmp_path, capsys):
+def conv_onnx(path, classes: int, shape=("batch", 3, "height", "width")):
+    """A one-convolution ONNX file (stride 4, ``classes`` outputs) with the input ``shape``
+    (names: dynamic axes): what bench needs of a file, without a model export."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(classes, 3, 4, 4)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], strides=[4, 4])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[weight])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_bench_refuses_onnx_files_it_cannot_time_in_one_line(tmp_path, capsys):
     """bench --onnx: a file onnxruntime cannot load, files of different class counts, and a
     static-shape file at another --size or --batch are each one line naming the file (and,
     for a fixed input, the options that fit it), exit 2."""
-    model = sl.load_model(checkpoint)
-    dynamic, static = tmp_path / "dynamic.onnx", tmp_path / "static.onnx"
-    export.export_onnx(model, dynamic, check=False)
-    export.export_onnx(model, static, static_size=(64, 96), check=False)
-    other = tmp_path / "other.onnx"
-    export.export_onnx(sl.create_model(config=model.config.replace(num_classes=model.config.num_classes + 2)),
-                       other, check=False)
+    dynamic, other = conv_onnx(tmp_path / "dynamic.onnx", 3), conv_onnx(tmp_path / "other.onnx", 5)
+    static = conv_onnx(tmp_path / "static.onnx", 3, (1, 3, 64, 96))
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a model")
     cases = [
         ([garbage], "64 64", "1", f"{garbage}: onnxruntime cannot load it: "),
-        ([dynamic, other], "64 64", "1", f"{other} has {model.config.num_classes + 2} classes and {dynamic} "),
+        ([dynamic, other], "64 64", "1", f"{other} has 5 classes and {dynamic} 3: "),
         ([static], "64 64", "1", f"{static} takes a fixed input [1, 3, 64, 96], not [1, 3, 64, 64]: time it with "
                                  "--size 64 96"),
         ([static], "64 96", "4", f"{static} takes a fixed input [1, 3, 64, 96], not [4, 3, 64, 96]: time it with "
@@ -232,3 +240,4 @@ def test_bench_refuses_onnx_files_it_cannot_time_in_one_line(checkpoint, tmp_pat
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"segformer-lab bench: error: {message}"), err
+    assert main(["bench", "--onnx", str(dynamic), str(dynamic), "--size", "64", "64", "--repeats", "1"]) == 0
