@@ -55,7 +55,9 @@ def test_summary_and_the_position_effect():
     assert rope["paired_difference"]["verdict"].startswith("resolved: +1.0")
     control = summary["scenes_position_free", "segformer_b0_rope_axial_centre"]["paired_difference"]
     assert control["verdict"].startswith("within noise")
-    (effect,) = position_effect(data, "scenes", "scenes_position_free")
+    (effect,) = position_effect(data, summarise(data), "scenes", "scenes_position_free")
     assert effect["variant"] == "segformer_b0_rope_axial_centre" and effect["mean"] == pytest.approx(1.0)
     assert effect["verdict"].startswith("resolved: +1.0")
-    assert position_effect(rows(1.0, 1.0), "scenes", "scenes_position_free")[0]["verdict"].startswith("within noise")
+    same = rows(1.0, 1.0)
+    assert position_effect(same, summarise(same), "scenes", "scenes_position_free")[0]["verdict"].startswith(
+        "within noise")

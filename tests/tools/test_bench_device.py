@@ -11,6 +11,7 @@ import torch
 import segformer_lab as sl
 from segformer_lab.cli import main
 from segformer_lab.analysis import device as dev
+from segformer_lab.inference.devices import resolve_device
 from segformer_lab.analysis.benchmark import TrainingStep, benchmark, random_batch
 
 SMALL = {"size": (32, 32), "warmup": 0, "repeats": 1}
@@ -54,7 +55,7 @@ def test_cuda_without_cuda_is_one_line(capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no CUDA device" in err and "use --device cpu" in err
     with pytest.raises(dev.DeviceError, match="not a device"):
-        dev.resolve_device("gpu")
+        resolve_device("gpu")
 
 
 def test_unsupported_precision_is_one_line(monkeypatch):

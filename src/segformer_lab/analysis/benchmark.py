@@ -36,12 +36,13 @@ from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
 from ..export import logit_agreement
 from ..inference import optimize_for_inference
+from ..inference.devices import resolve_device
 from ..models import SegmentationModel, create_model, open_model
 from ..models.hub import parse_hub_id
 from .onnx_timing import onnx_runner, onnx_variant_rows
 from .device import (
     PRECISIONS, autocast, check_precision, compiled, environment, first_calls, in_precision, memory_note,
-    peak_memory_mib, resolve_device, tensor_bytes,
+    peak_memory_mib, tensor_bytes,
 )  # fmt: skip
 from .hf_twin import hf_loss, randomise_batch_norms, transformers_twin
 from .profiling import count_macs, machine_fraction, resolve_models, sgemm_runner

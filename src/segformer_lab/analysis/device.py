@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..export.errors import described
-from ..inference.devices import DeviceError, resolve_device  # noqa: F401 - bench's device is any tool's
+from ..inference.devices import DeviceError
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MIB = 2**20

@@ -13,7 +13,6 @@ from typing import Callable
 import torch
 
 from ..export import OnnxRunner, export_int8, export_onnx, logit_agreement, require_export_packages
-from ..export.errors import first_line
 from ..models import SegmentationModel
 from .timing import relative_rows, time_in_turns, torch_threads
 
@@ -69,14 +68,10 @@ def compare_onnx_files(
 
 
 def _open(path: str | os.PathLike, shape: tuple[int, ...]) -> OnnxRunner:
-    """``path`` in a session, refused in one line when onnxruntime cannot load it or when its
-    input is fixed at another shape than the one to time (naming the options that match)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such ONNX file")
-    try:
-        runner = OnnxRunner(path, threads=torch.get_num_threads())
-    except Exception as err:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
-        raise ValueError(f"{path}: onnxruntime cannot load it: {first_line(err)}") from None
+    """``path`` in a session (``OnnxRunner``: a file onnxruntime cannot load is one line),
+    refused in one line when its input is fixed at another shape than the one to time
+    (naming the options that match)."""
+    runner = OnnxRunner(path, threads=torch.get_num_threads())
     fixed = runner.input.shape
     if len(fixed) != 4:
         raise ValueError(f"{path}: takes an input of rank {len(fixed)}, not an image batch [batch, 3, height, width]")

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import first_line
+
 TOLERANCE = 1e-4  # max abs logit difference, float32
 FP16_RTOL = 1e-2  # --fp16: max abs difference <= FP16_RTOL * max(1, max |logits|)
 INT8_MIN_AGREEMENT = 0.9  # --int8: share of logit positions whose argmax matches PyTorch's (a sanity check)
@@ -55,10 +57,18 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None):
 
 class OnnxRunner:
     """An ONNX file in an ``onnx_session``, called like a model: a float tensor (any device)
-    in, the file's first output as a float32 CPU tensor out (a float16 input is fed as such)."""
+    in, the file's first output as a float32 CPU tensor out (a float16 input is fed as such).
+    A missing file, or one onnxruntime cannot load, is one error naming it."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        self.session = onnx_session(path, threads)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such ONNX file")
+        try:
+            self.session = onnx_session(path, threads)
+        except ImportError:  # onnxruntime itself is missing: the callers' hint says how to install it
+            raise
+        except Exception as err:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+            raise ValueError(f"{path}: onnxruntime cannot load it: {first_line(err)}") from None
         self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
 

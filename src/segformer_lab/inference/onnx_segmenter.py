@@ -24,7 +24,7 @@ import torch
 
 from ..data import IMAGE_DEFAULT, IMAGENET_MEAN, IMAGENET_STD, Preprocessing, choose_preprocessing
 from ..export.check import OnnxRunner
-from ..export.errors import EXPORT_EXTRA_HINT, first_line
+from ..export.errors import EXPORT_EXTRA_HINT
 from ..export.metadata import MetadataError, normalisation, read_metadata
 from .devices import resolve_device
 from .segmenter import Segmenter
@@ -80,10 +80,7 @@ class OnnxModel:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise ModuleNotFoundError(f"running {self.path} needs onnxruntime: {EXPORT_EXTRA_HINT}") from None
-        try:
-            self.runner = OnnxRunner(self.path, threads)
-        except Exception as err:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
-            raise ValueError(f"{self.path}: onnxruntime cannot load it: {first_line(err)}") from None
+        self.runner = OnnxRunner(self.path, threads)  # a file onnxruntime cannot load: one line
         self.session = self.runner.session
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if not _takes_images(inputs):

@@ -223,15 +223,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"training images (default: {DEFAULT_TRAIN_IMAGES}); small values for a quick look")
     p.add_argument("--val-images", type=int, default=DEFAULT_VAL_IMAGES, metavar="N",
                    help=f"validation images (default: {DEFAULT_VAL_IMAGES})")
-    p.add_argument("--config", metavar="YAML", help="the recipe (default: demo.yaml of segformer_lab.tools.demo)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a recipe value (as 'segformer-lab train --set'), e.g. optim.lr=1e-3")
     p.add_argument("--latency-size", type=int, default=PROFILE_SIZE, metavar="S",
                    help=f"side of the square image timed on the CPU (default: {PROFILE_SIZE})")
     p.add_argument("--latency-repeats", type=int, default=3, metavar="N",
                    help="timed rounds after one warm-up round (default: 3; 0 skips timing)")
     p.add_argument("--grid-images", type=int, default=4, metavar="N",
                    help="validation images in the prediction grid (default: 4)")
+    add_run_arguments(p)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a job of runs on the demo's machinery (the demo, ``study``): the recipe,
+    its overrides, threads, progress bars."""
+    p.add_argument("--config", metavar="YAML", help="the recipe (default: demo.yaml of segformer_lab.tools.demo)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a recipe value (as 'segformer-lab train --set'), e.g. optim.lr=1e-3")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads (default: 1 or all cores, whichever trains faster here)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -23,7 +23,7 @@ import torch
 
 from ..._io import write_json
 from ..demo.budget import Job, make_plan, usable_cores
-from ..demo.command import Stages, quiet_lightning, resumable
+from ..demo.command import Stages, add_run_arguments, quiet_lightning, resumable
 from ..demo.dataset import IMAGE_SIZE, dataset_meta, prepare_dataset
 from ..demo.recipe import VAL_POINTS, device_of, load_recipe
 from ..demo.runs import finished_result, run_variant, scoring_set
@@ -128,7 +128,7 @@ def run_study(args: argparse.Namespace, out: Path, clock: float) -> int:
         *(f"--set {shlex.quote(o)}" for o in args.overrides)])
     results = {
         "runs": rows, "summary": summary, "sizes": sizes, "datasets": datasets,
-        "position_effect": position_effect(rows, NATURAL, CONTROL) if CONTROL in datasets else [],
+        "position_effect": position_effect(rows, summary, NATURAL, CONTROL) if CONTROL in datasets else [],
         "meta": {"seeds": [base_seed + k for k in range(seeds)], "train_images": chosen["train_images"],
                  "val_images": chosen["val_images"], "threads": torch.get_num_threads(), "cores": usable_cores(),
                  "torch": torch.__version__, "plan": plan_note, "wall_s": time.perf_counter() - clock,
@@ -176,9 +176,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"training images (default: {FULL['train_images']})")
     p.add_argument("--val-images", type=int, default=None, metavar="N",
                    help=f"validation images (default: {FULL['val_images']})")
-    p.add_argument("--config", metavar="YAML", help="the recipe (default: the demo's demo.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override a recipe value, e.g. optim.lr=1e-3")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch threads (default: 1 or all cores, whichever trains faster here)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_arguments(p)

@@ -37,12 +37,14 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
-def position_effect(rows: list[dict[str, Any]], natural: str, control: str) -> list[dict[str, Any]]:
-    """Per variant and size present on both datasets: its gain over the baseline where
-    position matters (``natural``) minus its gain where it does not (``control``), seed by
-    seed (the same seed has the same initialisation on both), with its interval."""
+def position_effect(rows: list[dict[str, Any]], summary: list[dict[str, Any]], natural: str,
+                    control: str) -> list[dict[str, Any]]:
+    """Per variant and size of ``summary`` (``summarise(rows)``) present on both datasets: its
+    gain over the baseline where position matters (``natural``) minus its gain where it does
+    not (``control``), seed by seed (the same seed has the same initialisation on both), with
+    its interval."""
     effects = []
-    for entry in summarise(rows):
+    for entry in summary:
         if entry["dataset"] != natural or entry["paired_difference"] is None:
             continue
         variant, size, baseline = entry["variant"], entry["size"], entry["paired_difference"]["baseline"]
