@@ -134,9 +134,9 @@ def test_seeds_give_mean_and_std(first):
 
 
 def test_plan_fits_the_budget():
-    costs = Costs(steps={"a": 0.5, "b": 0.5}, forward=0.02, forward2x=0.08, forward_profile=0.3)
+    costs = Costs(steps={"a": 0.5, "b": 0.5}, forward={"a": 0.02, "b": 0.02}, forward2x={"a": 0.08, "b": 0.08})
     plan = {"elapsed_s": 30, "runs": {"a": 2, "b": 2}, "val_images": 200, "multiples": (1, 2),
-            "fixed_s": demo_fixed_s(costs, 2, 4)}
+            "fixed_s": demo_fixed_s(costs, 4)}
     steps, estimate = plan_steps(costs, budget_s=480, **plan)
     assert steps % VAL_POINTS == 0 and steps > 50
     assert estimate["total_s"] <= PLAN_FRACTION * 480 + 1
@@ -144,16 +144,19 @@ def test_plan_fits_the_budget():
     assert tight == MIN_STEPS
 
 
-def test_plan_counts_every_kind_at_its_own_step_cost():
-    """A kind that trains 40% slower per step takes its share of the budget: the plan for a
-    B0 at 0.2 s and a variant at 0.28 s is the plan of two runs at 0.24 s, not at 0.2 s."""
+def test_plan_counts_every_kind_at_its_own_costs():
+    """A kind that trains 40% slower per step, and scores slower, takes its share of the
+    budget: the plan for a B0 at 0.2 s and a variant at 0.28 s is the plan of two runs at
+    0.24 s, not at 0.2 s; the same for scoring."""
     plan = {"budget_s": 600, "elapsed_s": 0, "val_images": 10, "multiples": (1, 2, 3), "fixed_s": 0.0}
-    mixed = Costs(steps={"b0": 0.2, "slow": 0.28}, forward=0.01, forward2x=0.04, forward_profile=0.1)
-    even = Costs(steps={"b0": 0.24}, forward=0.01, forward2x=0.04, forward_profile=0.1)
+    mixed = Costs(steps={"b0": 0.2, "slow": 0.28}, forward={"b0": 0.01, "slow": 0.03},
+                  forward2x={"b0": 0.04, "slow": 0.08})
+    even = Costs(steps={"b0": 0.24}, forward={"b0": 0.02}, forward2x={"b0": 0.06})
     steps, estimate = plan_steps(mixed, runs={"b0": 1, "slow": 1}, **plan)
     assert steps == plan_steps(even, runs={"b0": 2}, **plan)[0]
     assert estimate["total_s"] == pytest.approx(PLAN_FRACTION * 600, rel=0.01)
-    assert mixed.scoring((1, 2, 3)) == pytest.approx(0.01 + 0.04 + 0.04 * 9 / 4)  # 3x extrapolated by area
+    assert mixed.scoring("b0", (1, 2, 3)) == pytest.approx(0.01 + 0.04 + 0.04 * 9 / 4)  # 3x extrapolated by area
+    assert plan_steps(mixed, runs={"b0": 1, "slow": 1}, **{**plan, "val_images": 200})[0] < steps
 
 
 def test_the_recipe_ships_in_the_package(tmp_path):
@@ -184,8 +187,8 @@ def test_calibration_arithmetic():
     with pytest.raises(ValueError, match="step ends"):
         loop_costs([1.0, 2.0], start=0.0, finish=3.0, warmup=1)
     # a slower run (busier machine, slower loop) gets fewer planned steps
-    fast = Costs(steps={"m": 0.2}, forward=0.02, forward2x=0.06, forward_profile=0.2, run_overhead=1.0)
-    slow = Costs(steps={"m": 0.3}, forward=0.02, forward2x=0.06, forward_profile=0.2, run_overhead=1.0)
+    fast = Costs(steps={"m": 0.2}, forward={"m": 0.02}, forward2x={"m": 0.06}, run_overhead=1.0)
+    slow = Costs(steps={"m": 0.3}, forward={"m": 0.02}, forward2x={"m": 0.06}, run_overhead=1.0)
     plan = {"budget_s": 480, "elapsed_s": 30, "runs": {"m": 4}, "val_images": 200, "multiples": (1, 2),
             "fixed_s": 10.0}
     assert plan_steps(slow, **plan)[0] < plan_steps(fast, **plan)[0]
@@ -205,9 +208,10 @@ def test_calibration_times_the_engine_training_loop(first):
              for name in ("segformer_b0", "boostformer_b0")}
     costs, threads = calibrate(kinds, eval_set, "cpu", [1])
     assert threads == 1 and torch.get_num_threads() == threads_before
-    assert list(costs.steps) == list(kinds) and min(costs.steps.values()) > 0  # every kind timed
-    assert costs.forward > 0 and costs.forward > 0 and costs.forward2x >= 0 and costs.run_overhead >= 0
-    assert costs.forward_profile >= costs.forward2x
+    for timed in (costs.steps, costs.forward, costs.forward2x):  # every kind timed
+        assert list(timed) == list(kinds) and min(timed.values()) >= 0, timed
+    assert min(costs.steps.values()) > 0 and min(costs.forward.values()) > 0
+    assert costs.run_overhead >= 0 and costs.forward_profile("boostformer_b0") >= costs.forward2x["boostformer_b0"]
 
 
 def test_help():

@@ -7,7 +7,7 @@ backward, AdamW, callbacks, logging) — the first model once per candidate thre
 the others with the count chosen: their steps differ (mixed RoPE and BoostFormer-B0 train
 35-37% slower per step than B0 here, and a plan on B0's step alone overshot a 24-minute
 budget by a third) — and a few validation images are scored with the engine's
-``evaluate``. Timing a bare
+``evaluate`` by each model (RoPE and BoostFormer score slower too, most at 3x). Timing a bare
 forward/backward/AdamW step instead misses the loop's per-step costs: a plan built on
 it overshoots (about 2m10s of training per model where 1m30s were planned).
 The plan is kept in ``OUT/plan.json``, so that a rerun trains with the same recipe.
@@ -50,15 +50,20 @@ class Costs:
 
     steps: dict[str, float]  # per run kind: one step of the training loop (data, forward, loss, backward,
     # AdamW, callbacks, logging)
-    forward: float  # scoring one validation image at the training size (loading, forward, metrics)
-    forward2x: float  # ... and again at twice the size
-    forward_profile: float  # one forward at PROFILE_SIZE x PROFILE_SIZE (extrapolated from forward2x)
+    forward: dict[str, float]  # per run kind: scoring one validation image at the training size (loading,
+    # forward, metrics)
+    forward2x: dict[str, float]  # ... and again at twice the size
     run_overhead: float = 3.0  # a run's training beyond its steps: set-up, warm-up, final checkpoint
 
-    def scoring(self, multiples: Sequence[int]) -> float:
-        """Seconds per validation image scored at these multiples of the training size:
-        1x and 2x as measured, larger ones extrapolated from 2x by their area."""
-        return sum(self.forward if m == 1 else self.forward2x * m * m / 4 for m in multiples)
+    def scoring(self, kind: str, multiples: Sequence[int]) -> float:
+        """Seconds per validation image that ``kind`` scores at these multiples of the
+        training size: 1x and 2x as measured, larger ones extrapolated from 2x by area."""
+        return sum(self.forward[kind] if m == 1 else self.forward2x[kind] * m * m / 4 for m in multiples)
+
+    def forward_profile(self, kind: str) -> float:
+        """One forward of ``kind`` at PROFILE_SIZE x PROFILE_SIZE, extrapolated from its 2x
+        scoring by area (the images are about 3:2)."""
+        return self.forward2x[kind] * PROFILE_SIZE**2 / (2 * IMAGE_SIZE * 3 * IMAGE_SIZE)
 
 
 class StepClock(Profiler):
@@ -128,8 +133,8 @@ def calibrate(configs: Mapping[str, dict[str, Any]], eval_set: Any, device: str,
     """The costs of the runs of ``configs`` (run kind -> its recipe): the first one's
     training loop timed with each thread count of ``thread_options``, keeping the fastest
     (on a machine that other jobs share, one thread often beats all cores: threads wait
-    for each other), every other one's with that count, then scoring on ``eval_set``
-    (with the first kind's model) timed with that count."""
+    for each other), every other one's with that count; then each kind's trained model
+    scores a few images of ``eval_set`` with that count."""
     (first, config), *others = configs.items()
     best: tuple[float, float, int, Any] | None = None
     for threads in dict.fromkeys(thread_options):
@@ -138,13 +143,13 @@ def calibrate(configs: Mapping[str, dict[str, Any]], eval_set: Any, device: str,
         if best is None or step < best[0]:
             best = (step, overhead, threads, model)
     step, overhead, threads, model = best
-    steps = {first: step}
+    steps, forward, forward2x = {first: step}, {}, {}
     with torch_threads(threads):
+        forward[first], forward2x[first] = _time_scoring(model, eval_set, device)
         for kind, other in others:
-            steps[kind] = _time_training(other)[0]
-        forward, forward2x = _time_scoring(model, eval_set, device)
-    profile = forward2x * PROFILE_SIZE**2 / (2 * IMAGE_SIZE * 3 * IMAGE_SIZE)  # the images are about 3:2
-    return Costs(steps, forward, forward2x, profile, overhead), threads
+            steps[kind], _, trained = _time_training(other)
+            forward[kind], forward2x[kind] = _time_scoring(trained, eval_set, device)
+    return Costs(steps, forward, forward2x, overhead), threads
 
 
 def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: Mapping[str, int], val_images: int,
@@ -156,24 +161,26 @@ def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: Mapping[st
     spends besides its runs. The plan aims at ``PLAN_FRACTION`` of the budget (the machine
     may get busier after the calibration: other jobs slowed whole demos on a shared
     machine by up to 1.5x) and gives the steps a margin (``STEP_MARGIN``)."""
-    count = sum(runs.values())
     step = STEP_MARGIN * sum(n * costs.steps[kind] for kind, n in runs.items())  # one step of every run
-    per_run = (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the final weights
-               + VAL_POINTS * val_images * costs.forward  # validations during training
-               + val_images * costs.scoring(multiples))  # the final scoring
-    left = PLAN_FRACTION * budget_s - elapsed_s - count * per_run - fixed_s
+    scoring = sum(n * (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the weights
+                       + VAL_POINTS * val_images * costs.forward[kind]  # validations during training
+                       + val_images * costs.scoring(kind, multiples))  # the final scoring
+                  for kind, n in runs.items())
+    left = PLAN_FRACTION * budget_s - elapsed_s - scoring - fixed_s
     steps = int(left / step) if left > 0 else 0
     steps = max(MIN_STEPS, steps - steps % VAL_POINTS)
-    estimate = {"train_s": steps * step, "eval_s_per_run": per_run, "fixed_s": fixed_s,
-                "total_s": elapsed_s + count * per_run + steps * step + fixed_s}
+    estimate = {"train_s": steps * step, "eval_s": scoring, "fixed_s": fixed_s,
+                "total_s": elapsed_s + scoring + steps * step + fixed_s}
     return steps, estimate
 
 
-def demo_fixed_s(costs: Costs, models: int, bench_rounds: int) -> float:
-    """What the demo spends besides its runs: latency, profile, plots, report, predictions."""
-    return (models * bench_rounds * costs.forward_profile * 1.2  # latency
-            + 5.0 + 1.0 * models  # profile (fake tensors), plots, report
-            + 4 * models * costs.forward2x)  # prediction grid
+def demo_fixed_s(costs: Costs, bench_rounds: int) -> float:
+    """What the demo spends besides its runs, for each of its models (the kinds of
+    ``costs``): latency, profile, plots, report, predictions."""
+    return 5.0 + sum(bench_rounds * costs.forward_profile(kind) * 1.2  # latency
+                     + 1.0  # profile (fake tensors), plots, report
+                     + 4 * costs.forward2x[kind]  # prediction grid
+                     for kind in costs.steps)
 
 
 def step_costs(costs: Costs) -> str:

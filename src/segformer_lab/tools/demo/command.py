@@ -97,7 +97,7 @@ def run_stages(args: argparse.Namespace, out: Path, models: list[str], clock: fl
     eval_set = scoring_set(root, base, num_classes)
     latency_rounds = 1 + args.latency_repeats if args.latency_repeats > 0 else 0
     job = Job(base, {m: {**base, "model": {**base["model"], "name": m}} for m in models},
-              {m: args.seeds for m in models}, (1, 2), lambda costs: demo_fixed_s(costs, len(models), latency_rounds))
+              {m: args.seeds for m in models}, (1, 2), lambda costs: demo_fixed_s(costs, latency_rounds))
     config, threads, plan_note = make_plan(out, job, eval_set, clock, steps=args.steps, budget=args.budget,
                                            threads=args.threads)
     torch.set_num_threads(threads)
