@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from segformer_lab import cli
 from segformer_lab.tools.demo.recipe import load_recipe
@@ -56,6 +57,9 @@ def test_quick_study_reports_intervals_and_continues(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "## scenes_position_free" in report and ("within noise" in report or "resolved" in report)
     assert (out / "paired_differences.png").stat().st_size > 0 and not any((out / "init").iterdir())
+    run = out / "runs" / "scenes" / "segformer_b0-seed0"
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["limit_val_batches"] == 0
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]  # never validated: no best
 
     assert cli.main(args) == 0  # again: every run reused, the same results
     again = capsys.readouterr().out

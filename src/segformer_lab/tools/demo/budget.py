@@ -153,22 +153,22 @@ def calibrate(configs: Mapping[str, dict[str, Any]], eval_set: Any, device: str,
 
 
 def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: Mapping[str, int], val_images: int,
-               multiples: Sequence[int], fixed_s: float) -> tuple[int, dict[str, float]]:
+               multiples: Sequence[int], fixed_s: float, val_points: int = VAL_POINTS) -> tuple[int, dict[str, float]]:
     """Training steps per run so that the whole job fits ``budget_s``; and the estimate.
     ``runs``: how many runs of each kind of ``costs.steps`` (each kind at its own step
-    cost); every run is validated ``VAL_POINTS`` times at the training size during
+    cost); every run is validated ``val_points`` times at the training size during
     training and scored at ``multiples`` of it at the end; ``fixed_s``: what the job
     spends besides its runs. The plan aims at ``PLAN_FRACTION`` of the budget (the machine
     may get busier after the calibration: other jobs slowed whole demos on a shared
     machine by up to 1.5x) and gives the steps a margin (``STEP_MARGIN``)."""
     step = STEP_MARGIN * sum(n * costs.steps[kind] for kind, n in runs.items())  # one step of every run
     scoring = sum(n * (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the weights
-                       + VAL_POINTS * val_images * costs.forward[kind]  # validations during training
+                       + val_points * val_images * costs.forward[kind]  # validations during training
                        + val_images * costs.scoring(kind, multiples))  # the final scoring
                   for kind, n in runs.items())
     left = PLAN_FRACTION * budget_s - elapsed_s - scoring - fixed_s
     steps = int(left / step) if left > 0 else 0
-    steps = max(MIN_STEPS, steps - steps % VAL_POINTS)
+    steps = max(MIN_STEPS, steps - steps % max(1, val_points))
     estimate = {"train_s": steps * step, "eval_s": scoring, "fixed_s": fixed_s,
                 "total_s": elapsed_s + scoring + steps * step + fixed_s}
     return steps, estimate
@@ -192,14 +192,15 @@ def step_costs(costs: Costs) -> str:
 class Job:
     """What a plan is for: the recipe, each kind of run with its recipe (kind -> config:
     the models of the demo, the variants of a study) and how many runs of it, the
-    multiples of the training size every run is scored at, and what the job spends
-    besides its runs, given the measured costs."""
+    multiples of the training size every run is scored at, what the job spends besides
+    its runs, given the measured costs, and how often a run validates while it trains."""
 
     base: dict[str, Any]
     kinds: dict[str, dict[str, Any]]
     runs: dict[str, int]
     multiples: tuple[int, ...]
     fixed_s: Callable[[Costs], float]
+    val_points: int = VAL_POINTS
 
 
 def make_plan(out: Path, job: Job, eval_set: Any, clock: float, steps: int | None = None,
@@ -217,7 +218,7 @@ def make_plan(out: Path, job: Job, eval_set: Any, clock: float, steps: int | Non
             and (steps is None or steps == kept.get("steps"))
             and (budget is None or budget == kept.get("budget_min"))):
         chosen = threads or int(kept.get("threads") or torch.get_num_threads())
-        return (set_steps(base, int(kept["steps"])), chosen,
+        return (set_steps(base, int(kept["steps"]), job.val_points), chosen,
                 f"{kept['steps']} steps per run, kept from {out / PLAN_FILE} ({kept.get('how', '')})")
     options = [threads] if threads else sorted({1, usable_cores()})
     if steps is not None:
@@ -226,12 +227,12 @@ def make_plan(out: Path, job: Job, eval_set: Any, clock: float, steps: int | Non
         minutes = default_budget if budget is None else budget
         costs, chosen = calibrate(job.kinds, eval_set, device_of(base), options)
         steps, estimate = plan_steps(costs, minutes * 60, time.perf_counter() - clock, job.runs, len(eval_set),
-                                     job.multiples, job.fixed_s(costs))
+                                     job.multiples, job.fixed_s(costs), job.val_points)
         note = (f"fitted to a {minutes:g}-minute budget: {step_costs(costs)} per training step with {chosen} "
                 f"thread{'s' if chosen > 1 else ''} (fastest of {', '.join(map(str, options))}), "
                 f"expected total {duration(estimate['total_s'])}")
         extra = {"costs": costs.__dict__, "estimate": estimate}
-    config = set_steps(base, steps)
+    config = set_steps(base, steps, job.val_points)
     write_json(out / PLAN_FILE, {"steps": config["trainer"]["max_steps"], "budget_min": budget, "runs": job.runs,
                                  "threads": chosen, "recipe": base, "how": note, **extra})
     return config, chosen, f"{config['trainer']['max_steps']} steps per run, {note}"

@@ -36,12 +36,16 @@ def recipe_key(config: dict[str, Any]) -> dict[str, Any]:
     return key
 
 
-def set_steps(config: dict[str, Any], steps: int) -> dict[str, Any]:
-    """``steps`` optimiser steps, validated ``VAL_POINTS`` times (halfway and at the end)."""
+def set_steps(config: dict[str, Any], steps: int, val_points: int = VAL_POINTS) -> dict[str, Any]:
+    """``steps`` optimiser steps, validated ``val_points`` times, evenly (the demo's two:
+    halfway and at the end), or never (0: a study scores its runs' final weights itself)."""
     config = copy.deepcopy(config)
-    steps = max(VAL_POINTS, steps - steps % VAL_POINTS)
+    if val_points == 0:
+        config["trainer"].update(max_steps=steps, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0)
+        return config
+    steps = max(val_points, steps - steps % val_points)
     config["trainer"].update(max_steps=steps, max_epochs=-1, check_val_every_n_epoch=None,
-                             val_check_interval=steps // VAL_POINTS)
+                             val_check_interval=steps // val_points)
     return config
 
 
