@@ -48,10 +48,11 @@ browser:
 	  echo "make test: NO CHROMIUM and no way to install it (root + apt-get): the browser test will be SKIPPED"
 
 # The layer contract (pyproject.toml: import-linter) first, then the tests in two processes
-# (pytest-xdist; a test file stays in one process, so its module fixtures are built once).
+# (pytest-xdist), spread one by one; tests that share a module fixture stay in one process,
+# so it is built once (tests/conftest.py groups them).
 test: $(VENV)/.test browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The GPU table of docs/benchmarks.md in one call of at most 8 minutes (transformers, a test
 # extra, is the comparison), written to $(BENCH_OUT)/bench_gpu.{md,json}. On a machine

@@ -8,6 +8,16 @@ import segformer_lab as sl
 from segformer_lab.export import OnnxRunner, export_onnx
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    """``make test`` spreads the tests over its workers one by one (``--dist loadgroup``),
+    except those that share a module-scoped fixture (a trained run, a served model): one
+    group per module, run in one worker, so that the fixture is built once."""
+    for item in items:
+        if any(defs[-1].scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread_per_worker():
     """``make test`` runs the suite in two pytest-xdist workers on a two-core machine: each

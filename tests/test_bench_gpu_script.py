@@ -63,7 +63,8 @@ sys.argv = sys.argv[1:]
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 finally:
-    heavy = ("segformer_lab.data.datasets", "segformer_lab.data.transforms", "segformer_lab.engine.experiment")
+    heavy = ("segformer_lab.data.datasets", "segformer_lab.data.transforms", "segformer_lab.engine.config",
+             "segformer_lab.engine.experiment")
     print("loaded:", [m for m in heavy if m in sys.modules])
 """
 

@@ -14,11 +14,9 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 from datasets_on_disk import make_blocky_ade
 
 from segformer_lab import cli, load_model

@@ -65,5 +65,5 @@ def test_decoder_dropout_mode(mode):
 
 
 def test_unknown_dropout_mode_is_refused():
-    with pytest.raises(sl.models.config.ConfigError, match="dropout_mode"):
+    with pytest.raises(sl.models.ConfigError, match="dropout_mode"):
         sl.create_model("segformer_b0", decoder={"dropout_mode": "spatial"})

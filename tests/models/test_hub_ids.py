@@ -19,7 +19,7 @@ import segformer_lab as sl
 from datasets_on_disk import folder_mask, make_folder, save
 from helpers import hub_cache, randomised
 from segformer_lab.cli import main
-from segformer_lab.engine.experiment import build_model, resolve_config
+from segformer_lab.engine import build_model, resolve_config
 from segformer_lab.models import hub, mit_stages
 from segformer_lab.models.checkpoint import to_hf_config
 from segformer_lab.models.hub import HubError, parse_hub_id

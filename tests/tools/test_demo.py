@@ -17,10 +17,11 @@ from PIL import Image
 from segformer_lab import cli, get_config
 from segformer_lab.data import build_dataset, build_transforms
 from segformer_lab.engine import OptimConfig
+from segformer_lab.tools.demo import budget
 from segformer_lab.tools.demo.budget import (
     MIN_STEPS, PLAN_FRACTION, Costs, calibrate, demo_fixed_s, loop_costs, plan_steps,
 )  # fmt: skip
-from segformer_lab.tools.demo.command import LOCK_FILE
+from segformer_lab.tools.demo.command import LOCK_FILE, check_output
 from segformer_lab.tools.demo.dataset import dataset_meta
 from segformer_lab.tools.demo.formatting import duration, pm
 from segformer_lab.tools.demo.recipe import RECIPE, VAL_POINTS, load_recipe
@@ -134,7 +135,7 @@ def test_seeds_give_mean_and_std(first):
 
 
 def test_plan_fits_the_budget():
-    costs = Costs(steps={"a": 0.5, "b": 0.5}, forward={"a": 0.02, "b": 0.02}, forward2x={"a": 0.08, "b": 0.08})
+    costs = Costs(steps={"a": 0.5, "b": 0.5}, per_image={"a": {1: 0.02, 2: 0.08}, "b": {1: 0.02, 2: 0.08}})
     plan = {"elapsed_s": 30, "runs": {"a": 2, "b": 2}, "val_images": 200, "multiples": (1, 2),
             "fixed_s": demo_fixed_s(costs, 4)}
     steps, estimate = plan_steps(costs, budget_s=480, **plan)
@@ -149,13 +150,13 @@ def test_plan_counts_every_kind_at_its_own_costs():
     budget: the plan for a B0 at 0.2 s and a variant at 0.28 s is the plan of two runs at
     0.24 s, not at 0.2 s; the same for scoring."""
     plan = {"budget_s": 600, "elapsed_s": 0, "val_images": 10, "multiples": (1, 2, 3), "fixed_s": 0.0}
-    mixed = Costs(steps={"b0": 0.2, "slow": 0.28}, forward={"b0": 0.01, "slow": 0.03},
-                  forward2x={"b0": 0.04, "slow": 0.08})
-    even = Costs(steps={"b0": 0.24}, forward={"b0": 0.02}, forward2x={"b0": 0.06})
+    mixed = Costs(steps={"b0": 0.2, "slow": 0.28}, per_image={"b0": {1: 0.01, 2: 0.04, 3: 0.1},
+                                                               "slow": {1: 0.03, 2: 0.08, 3: 0.2}})
+    even = Costs(steps={"b0": 0.24}, per_image={"b0": {1: 0.02, 2: 0.06, 3: 0.15}})
     steps, estimate = plan_steps(mixed, runs={"b0": 1, "slow": 1}, **plan)
     assert steps == plan_steps(even, runs={"b0": 2}, **plan)[0]
     assert estimate["total_s"] == pytest.approx(PLAN_FRACTION * 600, rel=0.01)
-    assert mixed.scoring("b0", (1, 2, 3)) == pytest.approx(0.01 + 0.04 + 0.04 * 9 / 4)  # 3x extrapolated by area
+    assert mixed.scoring("b0", (1, 2, 3)) == pytest.approx(0.01 + 0.04 + 0.1)
     assert plan_steps(mixed, runs={"b0": 1, "slow": 1}, **{**plan, "val_images": 200})[0] < steps
 
 
@@ -187,11 +188,28 @@ def test_calibration_arithmetic():
     with pytest.raises(ValueError, match="step ends"):
         loop_costs([1.0, 2.0], start=0.0, finish=3.0, warmup=1)
     # a slower run (busier machine, slower loop) gets fewer planned steps
-    fast = Costs(steps={"m": 0.2}, forward={"m": 0.02}, forward2x={"m": 0.06}, run_overhead=1.0)
-    slow = Costs(steps={"m": 0.3}, forward={"m": 0.02}, forward2x={"m": 0.06}, run_overhead=1.0)
+    fast = Costs(steps={"m": 0.2}, per_image={"m": {1: 0.02, 2: 0.06}}, run_overhead=1.0)
+    slow = Costs(steps={"m": 0.3}, per_image={"m": {1: 0.02, 2: 0.06}}, run_overhead=1.0)
     plan = {"budget_s": 480, "elapsed_s": 30, "runs": {"m": 4}, "val_images": 200, "multiples": (1, 2),
             "fixed_s": 10.0}
     assert plan_steps(slow, **plan)[0] < plan_steps(fast, **plan)[0]
+
+
+def test_scoring_is_timed_without_cache_hits_a_real_scoring_would_not_get(monkeypatch):
+    """A RoPE model caches its tables per input size: the calibration's warm-up scores other
+    images than the timed ones, and each timed image is scored once at each size (a warm-up
+    on the timed images, the old way, made RoPE's scoring look 25-35% cheaper than it was)."""
+    calls = []
+
+    def fake_evaluate(model, images, sizes, **_):
+        calls.append(([images.dataset[i] for i in images.indices], list(sizes)))
+
+    monkeypatch.setattr(budget, "evaluate", fake_evaluate)
+    per_image = budget._time_scoring(None, list(range(100)), "cpu", (1, 2, 3))
+    assert list(per_image) == [1, 2, 3]
+    (warmup, _), *timed = calls
+    assert [sizes for _, sizes in timed] == [[128], [256], [384]]
+    assert all(images == timed[0][0] for images, _ in timed) and not set(warmup) & set(timed[0][0])
 
 
 def test_calibration_times_the_engine_training_loop(first):
@@ -206,12 +224,12 @@ def test_calibration_times_the_engine_training_loop(first):
     threads_before = torch.get_num_threads()
     kinds = {name: {**config, "model": {**config["model"], "name": name}}
              for name in ("segformer_b0", "boostformer_b0")}
-    costs, threads = calibrate(kinds, eval_set, "cpu", [1])
+    costs, threads = calibrate(kinds, eval_set, "cpu", [1], (1, 2, 3))
     assert threads == 1 and torch.get_num_threads() == threads_before
-    for timed in (costs.steps, costs.forward, costs.forward2x):  # every kind timed
-        assert list(timed) == list(kinds) and min(timed.values()) >= 0, timed
-    assert min(costs.steps.values()) > 0 and min(costs.forward.values()) > 0
-    assert costs.run_overhead >= 0 and costs.forward_profile("boostformer_b0") >= costs.forward2x["boostformer_b0"]
+    assert list(costs.steps) == list(kinds) and min(costs.steps.values()) > 0  # every kind timed
+    for kind in kinds:  # every kind scored at every size, each timed
+        assert list(costs.per_image[kind]) == [1, 2, 3] and min(costs.per_image[kind].values()) > 0
+    assert costs.run_overhead >= 0 and costs.forward_profile("boostformer_b0") >= costs.per_image["boostformer_b0"][2]
 
 
 def test_help():
@@ -240,6 +258,28 @@ def test_one_demo_at_a_time(tmp_path):
             assert cli.main(["demo", "--out", str(out), *TINY]) == 2
     assert "another demo is running" in stderr.getvalue()
     assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
+
+
+def test_an_output_directory_of_other_files_is_refused_untouched(tmp_path):
+    """The demo replaces run directories under OUT: an OUT holding files it did not write
+    (here a ``runs/segformer_b0-seed0`` of the user's, which an unfinished run's restart
+    would remove) is refused before anything is written; an empty one is taken."""
+    out = tmp_path / "mine"
+    user_run = out / "runs" / "segformer_b0-seed0"
+    user_run.mkdir(parents=True)
+    (user_run / "notes.txt").write_text("mine")
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert cli.main(["demo", "--out", str(out), *TINY]) == 2
+    assert "holds files this command did not write (runs)" in stderr.getvalue()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "runs", "runs/segformer_b0-seed0", "runs/segformer_b0-seed0/notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    check_output(empty)
+    (empty / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        check_output(empty / "file")
 
 
 def test_another_recipe_trains_again_and_keeps_the_previous_run(first):

@@ -10,7 +10,8 @@ upload, Hub ids) < ``segmentation_model``, ``classifier`` < ``checkpoint/`` (eve
 
 from .checkpoint import CheckpointError, LoadReport, load_classifier, load_model, load_weights, save_transformers
 from .classifier import ImageClassifier
-from .config import ConfigError, DecoderConfig, ModelConfig, StageConfig, mit_stages
+from .config import DecoderConfig, ModelConfig, StageConfig, mit_stages
+from .config_checks import ConfigError
 from .factory import create_classifier, create_model, open_model
 from .registry import get_config, list_models, register_model
 from .segmentation_model import SegmentationModel

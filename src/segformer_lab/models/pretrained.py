@@ -24,7 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write
-from .config import ConfigError, ModelConfig
+from .config import ModelConfig
+from .config_checks import ConfigError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

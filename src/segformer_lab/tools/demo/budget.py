@@ -50,20 +50,18 @@ class Costs:
 
     steps: dict[str, float]  # per run kind: one step of the training loop (data, forward, loss, backward,
     # AdamW, callbacks, logging)
-    forward: dict[str, float]  # per run kind: scoring one validation image at the training size (loading,
-    # forward, metrics)
-    forward2x: dict[str, float]  # ... and again at twice the size
+    per_image: dict[str, dict[int, float]]  # per run kind: scoring one validation image (loading, forward,
+    # metrics) at each multiple of the training size
     run_overhead: float = 3.0  # a run's training beyond its steps: set-up, warm-up, final checkpoint
 
     def scoring(self, kind: str, multiples: Sequence[int]) -> float:
-        """Seconds per validation image that ``kind`` scores at these multiples of the
-        training size: 1x and 2x as measured, larger ones extrapolated from 2x by area."""
-        return sum(self.forward[kind] if m == 1 else self.forward2x[kind] * m * m / 4 for m in multiples)
+        """Seconds per validation image that ``kind`` scores at these multiples of the training size."""
+        return sum(self.per_image[kind][m] for m in multiples)
 
     def forward_profile(self, kind: str) -> float:
         """One forward of ``kind`` at PROFILE_SIZE x PROFILE_SIZE, extrapolated from its 2x
         scoring by area (the images are about 3:2)."""
-        return self.forward2x[kind] * PROFILE_SIZE**2 / (2 * IMAGE_SIZE * 3 * IMAGE_SIZE)
+        return self.per_image[kind][2] * PROFILE_SIZE**2 / (2 * IMAGE_SIZE * 3 * IMAGE_SIZE)
 
 
 class StepClock(Profiler):
@@ -116,25 +114,30 @@ def _time_training(config: dict[str, Any]) -> tuple[float, float, Any]:
     return (*loop_costs(clock.ends, start, finish, CALIBRATION_WARMUP), trainer.lightning_module.model)
 
 
-def _time_scoring(model: Any, eval_set: Any, device: str) -> tuple[float, float]:
-    """Seconds per validation image of ``evaluate`` at the training size, and the extra
-    seconds of scoring it at twice that size too (the final scoring does both)."""
-    images = Subset(eval_set, spread_indices(CALIBRATION_IMAGES, len(eval_set)))
-    seconds = []
-    for sizes in ([IMAGE_SIZE], [IMAGE_SIZE], [IMAGE_SIZE, 2 * IMAGE_SIZE]):  # the first is a warm-up
+def _time_scoring(model: Any, eval_set: Any, device: str, multiples: Sequence[int]) -> dict[int, float]:
+    """Seconds per validation image of ``evaluate`` at each of ``multiples`` of the training
+    size. A warm-up scores other images first, and each timed image is scored once per
+    size, as in a real scoring: a model that caches per input size (RoPE's tables) gets no
+    cache hit a real scoring would not get. Every size is timed, not extrapolated by area:
+    attention's cost grows with the square of the tokens."""
+    indices = spread_indices(2 * CALIBRATION_IMAGES, len(eval_set))
+    timed, warmup = indices[::2], indices[1::2] or indices[:1]
+    evaluate(model, Subset(eval_set, warmup), sizes=[IMAGE_SIZE], device=device, progress=False)
+    images, seconds = Subset(eval_set, timed), {}
+    for m in multiples:
         start = time.perf_counter()
-        evaluate(model, images, sizes=sizes, device=device, progress=False)
-        seconds.append((time.perf_counter() - start) / len(images))
-    return seconds[1], max(0.0, seconds[2] - seconds[1])
+        evaluate(model, images, sizes=[m * IMAGE_SIZE], device=device, progress=False)
+        seconds[m] = (time.perf_counter() - start) / len(images)
+    return seconds
 
 
 def calibrate(configs: Mapping[str, dict[str, Any]], eval_set: Any, device: str,
-              thread_options: Sequence[int]) -> tuple[Costs, int]:
+              thread_options: Sequence[int], multiples: Sequence[int]) -> tuple[Costs, int]:
     """The costs of the runs of ``configs`` (run kind -> its recipe): the first one's
     training loop timed with each thread count of ``thread_options``, keeping the fastest
     (on a machine that other jobs share, one thread often beats all cores: threads wait
     for each other), every other one's with that count; then each kind's trained model
-    scores a few images of ``eval_set`` with that count."""
+    scores a few images of ``eval_set`` at ``multiples`` of the training size with that count."""
     (first, config), *others = configs.items()
     best: tuple[float, float, int, Any] | None = None
     for threads in dict.fromkeys(thread_options):
@@ -143,13 +146,13 @@ def calibrate(configs: Mapping[str, dict[str, Any]], eval_set: Any, device: str,
         if best is None or step < best[0]:
             best = (step, overhead, threads, model)
     step, overhead, threads, model = best
-    steps, forward, forward2x = {first: step}, {}, {}
+    steps, per_image = {first: step}, {}
     with torch_threads(threads):
-        forward[first], forward2x[first] = _time_scoring(model, eval_set, device)
+        per_image[first] = _time_scoring(model, eval_set, device, multiples)
         for kind, other in others:
             steps[kind], _, trained = _time_training(other)
-            forward[kind], forward2x[kind] = _time_scoring(trained, eval_set, device)
-    return Costs(steps, forward, forward2x, overhead), threads
+            per_image[kind] = _time_scoring(trained, eval_set, device, multiples)
+    return Costs(steps, per_image, overhead), threads
 
 
 def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: Mapping[str, int], val_images: int,
@@ -163,7 +166,7 @@ def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: Mapping[st
     machine by up to 1.5x) and gives the steps a margin (``STEP_MARGIN``)."""
     step = STEP_MARGIN * sum(n * costs.steps[kind] for kind, n in runs.items())  # one step of every run
     scoring = sum(n * (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the weights
-                       + val_points * val_images * costs.forward[kind]  # validations during training
+                       + val_points * val_images * costs.scoring(kind, (1,))  # validations during training
                        + val_images * costs.scoring(kind, multiples))  # the final scoring
                   for kind, n in runs.items())
     left = PLAN_FRACTION * budget_s - elapsed_s - scoring - fixed_s
@@ -179,7 +182,7 @@ def demo_fixed_s(costs: Costs, bench_rounds: int) -> float:
     ``costs``): latency, profile, plots, report, predictions."""
     return 5.0 + sum(bench_rounds * costs.forward_profile(kind) * 1.2  # latency
                      + 1.0  # profile (fake tensors), plots, report
-                     + 4 * costs.forward2x[kind]  # prediction grid
+                     + 4 * costs.scoring(kind, (2,))  # prediction grid
                      for kind in costs.steps)
 
 
@@ -225,7 +228,8 @@ def make_plan(out: Path, job: Job, eval_set: Any, clock: float, steps: int | Non
         chosen, note, extra = threads or torch.get_num_threads(), "given", {}
     else:
         minutes = default_budget if budget is None else budget
-        costs, chosen = calibrate(job.kinds, eval_set, device_of(base), options)
+        timed = sorted({1, 2, *job.multiples})  # validations at 1x, the demo's predictions at 2x
+        costs, chosen = calibrate(job.kinds, eval_set, device_of(base), options, timed)
         steps, estimate = plan_steps(costs, minutes * 60, time.perf_counter() - clock, job.runs, len(eval_set),
                                      job.multiples, job.fixed_s(costs), job.val_points)
         note = (f"fitted to a {minutes:g}-minute budget: {step_costs(costs)} per training step with {chosen} "

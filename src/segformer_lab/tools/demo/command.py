@@ -20,7 +20,7 @@ from lightning.fabric.utilities.warnings import PossibleUserWarning
 from ..._io import write_json
 from ...engine import load_for_eval
 from ...models import get_config
-from .budget import DEFAULT_BUDGET_MIN, PLAN_FRACTION, Job, demo_fixed_s, make_plan, usable_cores
+from .budget import DEFAULT_BUDGET_MIN, PLAN_FILE, PLAN_FRACTION, Job, demo_fixed_s, make_plan, usable_cores
 from .dataset import (DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES, IMAGE_SIZE, dataset_meta, majority_baseline,
                       prepare_dataset, spread_indices)
 from .formatting import duration, mean_std, pm
@@ -32,6 +32,7 @@ from .runs import last_checkpoint, run_dir_of, run_variant, scoring_set
 
 DEFAULT_MODELS = ("segformer_b0", "segformer_b0_rope_axial", "segformer_b0_rope_mixed", "boostformer_b0")
 LOCK_FILE = ".demo.lock"
+OWNER_FILE = ".segformer-lab-output"  # written into OUT: the demo's or a study's, whose run directories it replaces
 
 
 class Stages:
@@ -185,11 +186,28 @@ def run(args: argparse.Namespace) -> int:
     return resumable(Path(args.out), lambda out: run_stages(args, out, models, clock))
 
 
+def check_output(out: Path) -> None:
+    """Refuse an ``out`` that holds files the demo or a study did not write: they replace
+    and remove run directories under it. Theirs: new or empty, or with the owner file (or
+    the lock or plan an earlier version wrote)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if names and not {OWNER_FILE, LOCK_FILE, PLAN_FILE} & set(names):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise ValueError(f"--out {out} holds files this command did not write ({shown}); they are left as they "
+                         "are: choose a new or empty directory")
+
+
 def resumable(out: Path, stages: Callable[[Path], int]) -> int:
-    """``stages(out)`` under the lock on ``out`` (created); interrupted, one line says how to
-    go on (the same command again: finished runs are reused, the unfinished one resumes)."""
+    """``stages(out)`` under the lock on ``out`` (created, or one of ours: ``check_output``);
+    interrupted, one line says how to go on (the same command again: finished runs are
+    reused, the unfinished one resumes)."""
+    check_output(out)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out):
+        if not (out / OWNER_FILE).is_file():
+            write_json(out / OWNER_FILE, {"written_by": "segformer-lab demo / study"})
         try:
             return stages(out)
         except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
