@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -21,7 +22,7 @@ from segformer_lab.tools.demo import budget
 from segformer_lab.tools.demo.budget import (
     MIN_STEPS, PLAN_FRACTION, Costs, calibrate, demo_fixed_s, loop_costs, plan_steps,
 )  # fmt: skip
-from segformer_lab.tools.demo.command import LOCK_FILE, check_output
+from segformer_lab.tools.demo.command import LOCK_FILE, check_output, resumable
 from segformer_lab.tools.demo.dataset import dataset_meta
 from segformer_lab.tools.demo.formatting import duration, pm
 from segformer_lab.tools.demo.recipe import RECIPE, VAL_POINTS, load_recipe
@@ -280,6 +281,24 @@ def test_an_output_directory_of_other_files_is_refused_untouched(tmp_path):
     (empty / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         check_output(empty / "file")
+
+
+def test_the_project_info_lines_are_held_back_while_the_stages_run(tmp_path, caplog):
+    """The stage lines say what was trained and loaded: the library's "loaded ..." INFO line
+    per checkpoint (a dozen in a demo) is held back, warnings are not, and the level is
+    restored afterwards."""
+    library = logging.getLogger("segformer_lab.models.pretrained")
+
+    def stages(out):
+        library.info("loaded a checkpoint")
+        library.warning("a warning")
+        return 0
+
+    with caplog.at_level(logging.INFO):
+        assert resumable(tmp_path / "out", stages) == 0
+        assert [r.getMessage() for r in caplog.records] == ["a warning"]
+        library.info("after the stages")
+    assert caplog.records[-1].getMessage() == "after the stages"
 
 
 def test_another_recipe_trains_again_and_keeps_the_previous_run(first):

@@ -200,20 +200,26 @@ def check_output(out: Path) -> None:
 
 
 def resumable(out: Path, stages: Callable[[Path], int]) -> int:
-    """``stages(out)`` under the lock on ``out`` (created, or one of ours: ``check_output``);
-    interrupted, one line says how to go on (the same command again: finished runs are
-    reused, the unfinished one resumes)."""
+    """``stages(out)`` under the lock on ``out`` (created, or one of ours: ``check_output``),
+    the project's INFO lines held back; interrupted, one line says how to go on (the same
+    command again: finished runs are reused, the unfinished one resumes)."""
     check_output(out)
     out.mkdir(parents=True, exist_ok=True)
+    project_log = logging.getLogger("segformer_lab")
+    level = project_log.level
     with exclusive(out):
         if not (out / OWNER_FILE).is_file():
             write_json(out / OWNER_FILE, {"written_by": "segformer-lab demo / study"})
+        # the stage lines say what was trained and loaded: no "loaded ..." line per checkpoint
+        project_log.setLevel(max(level, logging.WARNING))
         try:
             return stages(out)
         except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
             print(f"\ninterrupted: run the same command again to continue (finished runs are kept, the "
                   f"unfinished one resumes from its last checkpoint in {out / 'runs'})", flush=True)
             raise
+        finally:
+            project_log.setLevel(level)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

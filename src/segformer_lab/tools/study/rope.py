@@ -12,7 +12,6 @@ resumed or reused through the demo's ``run_variant``), then ``results.json``,
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import shutil
 import time
@@ -60,15 +59,11 @@ def run_one(out: Path, config: dict[str, Any], variant: str, seed: int, dataset:
     init = out / "init" / f"{variant}-seed{seed}"
     run_dir = out / "runs" / dataset / f"{variant}-seed{seed}"
     config = run_config(config, BY_NAME[variant], seed, init)
-    project_log = logging.getLogger("segformer_lab")
-    level = project_log.level
-    project_log.setLevel(max(level, logging.WARNING))  # not two "loaded ..." lines per run: the stage line says it
     try:
         if finished_result(run_dir, config) is None:
             initialisation(config, BY_NAME[variant], seed).save_pretrained(init)
         return run_variant(config, run_dir, eval_set, sizes, device_of(config), progress)
     finally:
-        project_log.setLevel(level)
         shutil.rmtree(init, ignore_errors=True)  # the run's config.yaml says how to rebuild it
 
 
