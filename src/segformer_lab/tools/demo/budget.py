@@ -165,15 +165,16 @@ def plan_steps(costs: Costs, budget_s: float, elapsed_s: float, runs: Mapping[st
     may get busier after the calibration: other jobs slowed whole demos on a shared
     machine by up to 1.5x) and gives the steps a margin (``STEP_MARGIN``)."""
     step = STEP_MARGIN * sum(n * costs.steps[kind] for kind, n in runs.items())  # one step of every run
-    scoring = sum(n * (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the weights
-                       + val_points * val_images * costs.scoring(kind, (1,))  # validations during training
-                       + val_images * costs.scoring(kind, multiples))  # the final scoring
-                  for kind, n in runs.items())
-    left = PLAN_FRACTION * budget_s - elapsed_s - scoring - fixed_s
+    # what the runs cost besides their steps
+    beside_steps = sum(n * (costs.run_overhead + 1.0  # training set-up and tear-down (measured); loading the weights
+                            + val_points * val_images * costs.scoring(kind, (1,))  # validations during training
+                            + val_images * costs.scoring(kind, multiples))  # the final scoring
+                       for kind, n in runs.items())
+    left = PLAN_FRACTION * budget_s - elapsed_s - beside_steps - fixed_s
     steps = int(left / step) if left > 0 else 0
     steps = max(MIN_STEPS, steps - steps % max(1, val_points))
-    estimate = {"train_s": steps * step, "eval_s": scoring, "fixed_s": fixed_s,
-                "total_s": elapsed_s + scoring + steps * step + fixed_s}
+    estimate = {"train_s": steps * step, "runs_beside_steps_s": beside_steps, "fixed_s": fixed_s,
+                "total_s": elapsed_s + beside_steps + steps * step + fixed_s}
     return steps, estimate
 
 
