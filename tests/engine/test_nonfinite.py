@@ -19,6 +19,7 @@ from datasets_on_disk import folder_mask, make_folder
 from segformer_lab import cli
 from segformer_lab.engine import NonFiniteLossError, SegmentationDataModule, resolve_config, train
 from segformer_lab.engine import module as module_lib
+from segformer_lab.engine import optim
 from segformer_lab.engine.experiment import build_model, build_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -69,10 +70,18 @@ def assert_sane(run_dir: Path, step: int) -> dict:
     return last
 
 
-@pytest.mark.parametrize("lr, what", [("1e10", "the weights exploded"), ("1e300", "the optimiser step overflowed")])
-def test_a_diverging_rate_stops_naming_the_safe_checkpoint(experiment, tmp_path, capsys, lr, what):
+@pytest.mark.parametrize("lr, fused, what", [
+    ("1e10", True, "the weights exploded"),
+    ("1e300", True, "the weights exploded"),
+    ("1e300", False, "the optimiser step overflowed"),
+])
+def test_a_diverging_rate_stops_naming_the_safe_checkpoint(experiment, tmp_path, capsys, monkeypatch, lr, fused, what):
     """1e10 gives finite weights of ~1e11 after step 1 (no NaN yet: the loss alone would let
-    step 1 be checkpointed); 1e300 does not fit float32. Both stop the same way."""
+    step 1 be checkpointed); 1e300 does not fit float32: the fused AdamW step makes the
+    weights NaN, the unfused one (a device without the fused kernel) raises. All stop the
+    same way."""
+    if not fused:
+        monkeypatch.setattr(optim, "FUSED_ADAMW_DEVICES", ())
     run_dir = tmp_path / "run"
     assert cli.main(["train", str(experiment), "--out", str(run_dir), "--set", f"optim.lr={lr}"]) == 1
     line = error_line(capsys)
@@ -119,10 +128,13 @@ def test_non_finite_gradients_stop_before_the_step(experiment, tmp_path, monkeyp
 
 
 
-def test_float16_loss_scaling_skips_overflowing_steps_without_stopping(experiment, monkeypatch):
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_float16_loss_scaling_skips_overflowing_steps_without_stopping(experiment, monkeypatch, clip):
     """Under ``16-mixed`` infinite gradients are the loss scaler's business (it skips the
     step and lowers its scale): a huge loss at step 1 does not stop the run. (The string
-    ``16-mixed`` turns into bf16 on CPU: the plugin is given with a CPU scaler.)"""
+    ``16-mixed`` turns into bf16 on CPU: the plugin is given with a CPU scaler.) Without
+    clipping the fused AdamW step unscales and skips; with it, the unfused one (Lightning
+    refuses to clip for a fused optimiser, which unscales too late for clipping)."""
     real, calls = module_lib.upsampled_cross_entropy, itertools.count()
 
     def loss(logits, labels):
@@ -134,8 +146,10 @@ def test_float16_loss_scaling_skips_overflowing_steps_without_stopping(experimen
     scaler = torch.amp.GradScaler("cpu")
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=3, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
-    trainer.fit(build_module(config, model), SegmentationDataModule.from_config(config["data"], num_classes=3))
+                        gradient_clip_val=clip, plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    module = build_module(config, model)
+    trainer.fit(module, SegmentationDataModule.from_config(config["data"], num_classes=3))
+    assert bool(module.optimizers(use_pl_optimizer=False).defaults["fused"]) == (clip is None)
     assert trainer.global_step == 3 and scaler.get_scale() < 2.0 ** 16  # it did skip a step
     assert all(torch.isfinite(p).all() for p in model.parameters())
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..engine.losses import upsampled_cross_entropy
+from ..engine.optim import adamw
 from ..export import logit_agreement
 from ..inference import optimize_for_inference
 from ..inference.devices import resolve_device
@@ -259,7 +260,7 @@ class TrainingStep:
     def __init__(self, model: nn.Module, labels: torch.Tensor, loss_fn: Callable[..., torch.Tensor] = our_loss,
                  precision: str = "fp32") -> None:  # fmt: skip
         self.model, self.labels, self.loss_fn, self.precision = model.train(), labels, loss_fn, precision
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5)
+        self.optimizer = adamw(model.parameters(), lr=6e-5)
         self.scaler = torch.amp.GradScaler(labels.device.type) if PRECISIONS[precision] is torch.float16 else None
 
     def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor:

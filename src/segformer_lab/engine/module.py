@@ -105,7 +105,7 @@ class TrainingTask(L.LightningModule):
                                  f"anything of this step. {where}")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.model, self.optim)
+        optimizer = build_optimizer(self.model, self.optim, self._fused_optimizer())
         scheduler = build_scheduler(optimizer, self.optim, self._total_steps())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -132,12 +132,22 @@ class TrainingTask(L.LightningModule):
         restores the saved ones (rates, decay, betas, the schedule's base rates, warmup and
         length): without this, ``--resume RUN --set optim.lr=...`` would change nothing."""
         optimizer, scheduler = self.optimizers(use_pl_optimizer=False), self.lr_schedulers()
-        wanted = build_scheduler(build_optimizer(self.model, self.optim), self.optim, self._total_steps())
+        wanted = build_scheduler(build_optimizer(self.model, self.optim, self._fused_optimizer()), self.optim,
+                                 self._total_steps())  # fmt: skip
         for group, new in zip(optimizer.param_groups, wanted.optimizer.param_groups, strict=True):
             group.update({k: v for k, v in new.items() if k not in ("params", "lr")})  # same model: same groups
+            if group["fused"]:  # a checkpoint of an unfused optimiser keeps its step counts on the CPU
+                for param in group["params"]:
+                    if "step" in optimizer.state.get(param, {}):
+                        optimizer.state[param]["step"] = optimizer.state[param]["step"].to(param.device, torch.float32)
         scheduler.base_lrs, scheduler.lr_lambdas = wanted.base_lrs, wanted.lr_lambdas
         for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
             group["lr"] = base * factor(scheduler.last_epoch)
+
+    def _fused_optimizer(self) -> bool:
+        """The fused AdamW kernel, unless float16 training clips gradients: the fused step
+        unscales them itself, after the point where clipping needs them unscaled."""
+        return not (self.trainer.gradient_clip_val and str(self.trainer.precision).startswith("16"))
 
     def _total_steps(self) -> int:
         return int(self.trainer.estimated_stepping_batches)

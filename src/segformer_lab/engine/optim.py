@@ -5,6 +5,7 @@ zero, then polynomial decay, SegFormer's, or cosine decay, DeiT's, to a floor)."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import math
 
@@ -62,9 +63,25 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult:
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, config: OptimConfig, fused: bool = True) -> torch.optim.AdamW:
     groups = param_groups(model, config.lr, config.weight_decay, config.head_lr_mult)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+    return adamw(groups, fused=fused, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+
+
+# devices with a fused AdamW kernel in every PyTorch this project supports
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+
+
+def adamw(params: Iterable[torch.Tensor] | Iterable[dict], fused: bool = True, **settings) -> torch.optim.AdamW:
+    """``torch.optim.AdamW(params, **settings)``, fused (unless ``fused`` is False) where
+    every parameter's device has the kernel: one pass over all parameters instead of a
+    loop of per-tensor operations (PyTorch's default on the CPU), the same update to float
+    rounding. On two CPU cores a step over B0's 205 tensors takes 3.5 ms fused against
+    22 ms, a tenth of a training step at batch 8, 128x128 (docs/benchmarks.md)."""
+    params = list(params)
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    fused = fused and all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in tensors)
+    return torch.optim.AdamW(params, fused=fused or None, **settings)
 
 
 SCHEDULES = ("poly", "cosine")
