@@ -21,7 +21,6 @@ import torch
 
 import segformer_lab as sl
 from segformer_lab.layers import RotaryEmbedding2d
-from segformer_lab.layers.rope import grid_coordinates
 from segformer_lab.analysis.timing import print_comparison, relative_rows, time_in_turns
 
 
@@ -37,7 +36,7 @@ class ComplexRoPE(torch.nn.Module):
     def factors(self, height, width, reduce, device):
         key = (height, width, device)
         if key not in self._cache:
-            angles = self.rope.angles(grid_coordinates(height, width, device))  # [heads|1, N, d/2]
+            angles = self.rope.angles(self.rope.points(height, width, None, device))  # [heads|1, N, d/2]
             cis_q = torch.polar(torch.ones_like(angles), angles)
             cis_k = cis_q
             if reduce is not None:  # mean of the window's complex factors, as the seed does

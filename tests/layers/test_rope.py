@@ -311,6 +311,31 @@ def test_seed_style_complex_baseline_of_the_benchmark_matches(shallow):
         torch.testing.assert_close(complex_(x), real(x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["tokens-major", "odd strides"])
+def test_eager_rotation_and_its_gradients_equal_the_real_form(layout):
+    """Eager mode rotates with one complex product, tracers with real products (ONNX has
+    no complex numbers): the same outputs and the same gradients, for the input and for
+    the tables (mixed RoPE's frequencies learn through them), whatever ``x``'s strides."""
+    x = torch.randn(2, 9, 3, 16).transpose(1, 2) if layout == "tokens-major" else torch.randn(2, 3, 9, 17)[..., 1:]
+    angles = torch.randn(3, 9, 8)
+    grad = torch.randn(2, 3, 9, 16)
+
+    def real_form(x, cos, sin):
+        x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+        return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+
+    def run(rotate):
+        leaves = [t.detach().requires_grad_(True) for t in (x, angles.cos(), angles.sin())]
+        out = rotate(*leaves)
+        out.backward(grad)
+        return out, [t.grad for t in leaves]
+
+    (out, grads), (expected, expected_grads) = run(rotate_pairs), run(real_form)
+    torch.testing.assert_close(out, expected)
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e)
+
+
 def test_inference_rotation_equals_autograd_rotation():
     """Without autograd the rotation writes in place into ``x``'s layout: same numbers."""
     x = torch.randn(2, 50, 4, 16).transpose(1, 2)  # [B, heads, N, d], tokens-major like the attention's
@@ -326,8 +351,8 @@ def test_inference_rotation_equals_autograd_rotation():
 def test_angles_trace_without_iterating_over_a_tensor(rope):
     """Tracing the angles raised ``TracerWarning: Iterating over a tensor`` at every RoPE
     export (issue 20, item 6): the rows and columns come out of one ``unbind``."""
-    coords = grid_coordinates(3, 5, torch.device("cpu"))
+    points = rope.points(3, 5, None, torch.device("cpu"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", torch.jit.TracerWarning)
-        traced = torch.jit.trace(lambda c: rope.angles(c), (coords,), check_trace=False)
-    torch.testing.assert_close(traced(coords), rope.angles(coords))
+        traced = torch.jit.trace(lambda c: rope.angles(c), (points,), check_trace=False)
+    torch.testing.assert_close(traced(points), rope.angles(points))

@@ -145,6 +145,18 @@ def test_cli_training_comparison_and_bad_combination(capsys):
         benchmark("segformer_b0", train=True, onnx=True, **FAST)
 
 
+def test_models_are_built_with_the_classes_asked_for(capsys):
+    """--num-classes sizes the head and the loss as a user's data set has them; a
+    checkpoint keeps its own."""
+    argv = ["bench", "segformer_b0", "boostformer_b0", "--size", "64", "64", "--warmup", "0", "--repeats", "1",
+            "--train", "--num-classes", "3", "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["num_classes"] == {"segformer_b0": 3, "boostformer_b0": 3}
+    assert benchmark("segformer_b0", num_classes=5, **FAST)["num_classes"] == 5
+    with pytest.raises(ValueError, match="a checkpoint keeps its own classes"):
+        benchmark(sl.create_model("segformer_b0", num_classes=7), num_classes=5, **FAST)
+
+
 def test_data_pipeline_throughput_on_a_synthetic_ade20k_tree(tmp_path):
     from segformer_lab.data import build_dataset
     from segformer_lab.analysis.data_throughput import data_throughput, write_synthetic_ade20k

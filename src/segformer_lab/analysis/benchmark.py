@@ -68,6 +68,7 @@ def benchmark(
     precision: str = "fp32",
     compile: dict | None = None,
     onnx_precisions: tuple[str, ...] = (),
+    num_classes: int | None = None,
 ) -> dict:
     """Median latency, throughput and peak memory of ``model(random batch)`` in
     eval/inference mode, as ``optimize_for_inference`` makes it (``train``: of a training
@@ -89,7 +90,8 @@ def benchmark(
     its weights (it is switched to eval mode; ``train`` or another device works on a copy).
     ``threads`` applies for this call only. Every contender is called once, untimed, before
     the ``warmup`` rounds (compilation happens there), and once more after the timed
-    rounds for its peak memory (``peak_memory_mib``).
+    rounds for its peak memory (``peak_memory_mib``). ``num_classes`` builds a registered
+    model with that many classes instead of its default (a checkpoint has its own).
     """
     _check_counts(batch, repeats, warmup)
     onnx = onnx or bool(onnx_precisions)
@@ -101,9 +103,11 @@ def benchmark(
                          "leave out --device cuda, --precision and --compile")  # fmt: skip
     check_precision(device, precision)
     if isinstance(model_or_name, str):
-        model = create_model(model_or_name)
+        model = create_model(model_or_name, **classes_override(num_classes))
         if compare_hf or onnx:
             randomise_batch_norms(model)
+    elif num_classes is not None:
+        raise ValueError("--num-classes builds a registered model; a checkpoint keeps its own classes")
     else:
         on_device = next(model_or_name.parameters()).device == device
         model = copy.deepcopy(model_or_name) if train or not on_device else model_or_name
@@ -147,6 +151,7 @@ def benchmark(
             "model": model.config.name,
             "mode": "train" if train else "inference",
             "input": list(shape),
+            "num_classes": model.config.num_classes,
             "threads": torch.get_num_threads(),
             "warmup": warmup,
             "repeats": repeats,
@@ -194,15 +199,16 @@ def compare_models(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     compile: dict | None = None,
+    num_classes: int | None = None,
 ) -> dict:
     """Median latency (``train``: training-step time) and peak memory of several
     registered models timed in turns, each relative to the first (see ``relative_rows``);
-    ``device``, ``precision`` and ``compile`` as for ``benchmark``. A model that fails to
-    compile is left out (``left_out``) unless it is the first."""
+    ``device``, ``precision``, ``compile`` and ``num_classes`` as for ``benchmark``. A
+    model that fails to compile is left out (``left_out``) unless it is the first."""
     _check_counts(batch, repeats, warmup)
     device = resolve_device(device)
     check_precision(device, precision)
-    models = {name: create_model(name).train(train).to(device) for name in names}
+    models = {name: create_model(name, **classes_override(num_classes)).train(train).to(device) for name in names}
     with torch_threads(threads):
         shape = (batch, 3, *size)
         pixel_values, labels = (t.to(device) for t in random_batch(shape, min(m.config.num_classes for m in models.values())))
@@ -223,9 +229,16 @@ def compare_models(
         threads_used = torch.get_num_threads()
     return {
         "mode": "train" if train else "inference", "input": list(shape), "threads": threads_used,
+        "num_classes": {name: m.config.num_classes for name, m in models.items()},
         "warmup": warmup, "repeats": repeats, **environment(device, precision, compile),
         "memory": memory_note(device), "models": rows, **({"left_out": failed} if failed else {}),
     }  # fmt: skip
+
+
+def classes_override(num_classes: int | None) -> dict:
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"--num-classes must be at least 1, got {num_classes}")
+    return {} if num_classes is None else {"num_classes": num_classes}
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:

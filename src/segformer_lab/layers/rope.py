@@ -38,19 +38,20 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate consecutive channel pairs ``(x[2j], x[2j+1])`` by the angle with ``cos``/``sin``.
 
-    The real form of rope-vit's ``view_as_complex(x) * exp(i angle)``. ``x`` is
-    ``[..., N, d]``; ``cos``/``sin`` are ``[..., N, d/2]`` and broadcast against it.
+    rope-vit's ``view_as_complex(x) * exp(i angle)``, which is also how it runs in eager
+    mode: one complex product forward and backward, in ``x``'s memory layout (cheaper
+    than the four real products and stack, twice as cheap in a training step's backward:
+    docs/benchmarks.md). Tracers and exporters get the real form, as ONNX has no complex
+    numbers. ``x`` is ``[..., N, d]``; ``cos``/``sin`` are ``[..., N, d/2]`` and broadcast
+    against it.
     """
-    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
         return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
-    # Inference: write both halves in place into a tensor laid out like ``x`` (no stack
-    # copy, and attention then sees the same memory layout as without RoPE).
-    out = torch.empty_like(x)
-    out0, out1 = out.unflatten(-1, (-1, 2)).unbind(-1)
-    torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1)
-    torch.mul(x0, sin, out=out1).addcmul_(x1, cos)
-    return out
+    if x.stride(-1) != 1 or any(stride % 2 for stride in x.stride()[:-1]) or x.storage_offset() % 2:
+        x = x.contiguous()  # complex numbers need whole, aligned pairs
+    pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2)
 
 
 def grid_coordinates(
@@ -91,10 +92,12 @@ def mixed_frequencies(head_dim: int, num_heads: int, theta: float, generator: to
 class RotaryEmbedding2d(nn.Module):
     """Base class: rotates queries and keys of one attention module.
 
-    Subclasses define ``angles(coords)``: ``[2, H, W]`` positions -> ``[heads or 1, H*W, d/2]``.
+    Subclasses define ``frequency_matrix()``, ``[heads or 1, 2, d/2]``: a token at
+    ``(x, y)`` gets the angles ``(x, y) @ M``, one product for every pair of every head.
     Tables are computed from the actual feature-map shape at every call (any resolution,
-    nothing about the training size is stored) and cached per shape and device when they
-    do not depend on trainable parameters being optimised.
+    nothing about the training size is stored). What depends only on the shape (the
+    positions of queries and keys) is cached per shape and device; so are the tables,
+    when they do not depend on trainable parameters being optimised.
     """
 
     cache_size = 8
@@ -109,39 +112,56 @@ class RotaryEmbedding2d(nn.Module):
         self.key_positions = key_positions
         self.reference_grid = tuple(reference_grid) if reference_grid else None
         self._cache: dict = {}
+        self._points: dict = {}
 
-    def angles(self, coords: torch.Tensor) -> torch.Tensor:
+    def frequency_matrix(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def tables(self, height: int, width: int, reduce: Reduce | None, device: torch.device):
-        """``(cos_q, sin_q, cos_k, sin_k)`` for an ``H x W`` query grid, each ``[heads|1, N, d/2]``."""
-        coords = grid_coordinates(height, width, device, self.reference_grid)
+    def angles(self, points: torch.Tensor) -> torch.Tensor:
+        """``[heads|1, N, d/2]`` angles of the tokens at ``points`` (``[N, 2]``, ``(x, y)``)."""
+        return points @ self.frequency_matrix().float().to(points.device)
+
+    def points(self, height: int, width: int, reduce: Reduce | None, device: torch.device) -> torch.Tensor:
+        """``[N (+ M), 2]`` float32 ``(x, y)`` positions of the ``N`` queries of an ``H x W``
+        grid, then, with ``reduce`` and centre keys, of the ``M`` keys (window centres:
+        averaging coordinates gives the exact centre, partial windows included)."""
+        coords = grid_coordinates(height, width, device, self.reference_grid)  # [2 (y, x), H, W]
+        positions = coords.flatten(1)
+        if reduce is not None and self.key_positions == "centre":
+            positions = torch.cat([positions, reduce(coords[None])[0].flatten(1)], dim=1)
+        return positions.flip(0).t()
+
+    def tables(self, height: int, width: int, reduce: Reduce | None, device: torch.device,
+               points: torch.Tensor | None = None):  # fmt: skip
+        """``(cos_q, sin_q, cos_k, sin_k)`` for an ``H x W`` query grid, each ``[heads|1, N, d/2]``
+        (``points``: this grid's ``points``, if at hand)."""
+        if points is None:
+            points = self.points(height, width, reduce, device)
+        n = height * width
         with torch.autocast(device.type, enabled=False):
-            angle_q = self.angles(coords)
-            cos_q, sin_q = angle_q.cos(), angle_q.sin()
+            angles = self.angles(points)  # the queries' and the centre keys' at once
+            cos, sin = angles.cos(), angles.sin()
+            cos_q, sin_q = cos[:, :n], sin[:, :n]
             if reduce is None:
                 return cos_q, sin_q, cos_q, sin_q
             if self.key_positions == "centre":
-                angle_k = self.angles(reduce(coords[None])[0])
-                return cos_q, sin_q, angle_k.cos(), angle_k.sin()
+                return cos_q, sin_q, cos[:, n:], sin[:, n:]
             # "pooled": average the rotation factors (cos, sin) over each key's window.
-            heads, n, half = angle_q.shape
+            heads, _, half = cos_q.shape
             factors = torch.cat([cos_q, sin_q], dim=-1).transpose(1, 2).reshape(heads, 2 * half, height, width)
             pooled = reduce(factors).flatten(2).transpose(1, 2)
             cos_k, sin_k = pooled.split(half, dim=-1)
             return cos_q, sin_q, cos_k, sin_k
 
     def cached_tables(self, height: int, width: int, reduce: Reduce | None, device: torch.device):
-        tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
-        trainable = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        if tracing or trainable:
-            return self.tables(height, width, reduce, device)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+            return self.tables(height, width, reduce, device)  # computed in the graph, for every input size
+        points = _cached(self._points, (height, width, device), lambda: self.points(height, width, reduce, device),
+                         self.cache_size)  # fmt: skip
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return self.tables(height, width, reduce, device, points)
         key = (height, width, device, tuple(p._version for p in self.parameters()))
-        if key not in self._cache:
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[key] = self.tables(height, width, reduce, device)
-        return self._cache[key]
+        return _cached(self._cache, key, lambda: self.tables(height, width, reduce, device, points), self.cache_size)
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, grid: tuple[int, int], reduce: Reduce | None = None
@@ -156,6 +176,15 @@ class RotaryEmbedding2d(nn.Module):
         return f"head_dim={self.head_dim}, key_positions={self.key_positions!r}, reference_grid={self.reference_grid}"
 
 
+def _cached(cache: dict, key: tuple, compute: Callable[[], object], size: int):
+    """``cache[key]``, computed on a miss; a full cache is emptied first."""
+    if key not in cache:
+        if len(cache) >= size:
+            cache.clear()
+        cache[key] = compute()
+    return cache[key]
+
+
 class AxialRoPE(RotaryEmbedding2d):
     """Axial 2-D RoPE: pairs ``[0, d/4)`` rotate with x, ``[d/4, d/2)`` with y. No parameters."""
 
@@ -164,10 +193,11 @@ class AxialRoPE(RotaryEmbedding2d):
         self.theta = theta
         self.register_buffer("frequencies", axial_frequencies(head_dim, theta), persistent=False)
 
-    def angles(self, coords: torch.Tensor) -> torch.Tensor:
-        ys, xs = coords.flatten(1).unbind(0)  # unbind, not iteration: tracers see one op
-        f = self.frequencies.to(coords.device)
-        return torch.cat([xs[:, None] * f, ys[:, None] * f], dim=-1)[None]
+    def frequency_matrix(self) -> torch.Tensor:
+        """``[[f, 0], [0, f]]``: x drives the first ``d/4`` pairs, y the others."""
+        f = self.frequencies
+        zeros = torch.zeros_like(f)
+        return torch.stack([torch.cat([f, zeros]), torch.cat([zeros, f])])[None]
 
 
 class MixedRoPE(RotaryEmbedding2d):
@@ -184,10 +214,8 @@ class MixedRoPE(RotaryEmbedding2d):
         self.theta = theta
         self.freqs = nn.Parameter(mixed_frequencies(head_dim, num_heads, theta))
 
-    def angles(self, coords: torch.Tensor) -> torch.Tensor:
-        ys, xs = coords.flatten(1).unbind(0)  # unbind, not iteration: tracers see one op
-        f = self.freqs.float()
-        return xs[None, :, None] * f[0][:, None, :] + ys[None, :, None] * f[1][:, None, :]
+    def frequency_matrix(self) -> torch.Tensor:
+        return self.freqs.transpose(0, 1)
 
 
 # name -> builder(head_dim, num_heads, theta, **placement); ``theta=None`` takes rope-vit's

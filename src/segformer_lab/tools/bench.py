@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx-precision", nargs="+", choices=ONNX_PRECISIONS, default=(), metavar="P",
                    help="with --onnx and a MODEL, also export in these precisions (fp16; int8: dynamic "
                    "quantisation) and time them in turns against the float32 file")
+    p.add_argument("--num-classes", type=int, default=None, metavar="N",
+                   help="build the registered models with N classes, as your data set has them (default: theirs, "
+                        "150 for ADE20K); the head and the loss grow with it")
     p.add_argument("--train", action="store_true",
                    help="time training steps on random labels at the input size (training mode, AdamW)")
     p.add_argument("--data", nargs="?", const="synthetic", default=None, metavar="SOURCE",
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     args.repeats = args.repeats or DEFAULT_REPEATS
     names = resolve_targets(args.models)
     compile_settings = None if args.compile is None else {} if args.compile == "default" else {"mode": args.compile}
-    device_options = {"device": args.device, "precision": args.precision, "compile": compile_settings}
+    device_options = {"device": args.device, "precision": args.precision, "compile": compile_settings,
+                      "num_classes": args.num_classes}
     if len(names) > 1:
         if args.compare_hf or args.onnx:
             raise ValueError("--compare-hf and --onnx take one model")
