@@ -1,4 +1,4 @@
-"""RoPE overhead: this project's real-valued rotation against a seed-style complex one.
+"""RoPE overhead: this project's rotation against a seed-style complex one.
 
 The SegFormer-with-RoPE seed rotates queries and keys with complex tensors
 (``view_as_complex`` times ``polar`` factors) and gives each key of a reduced map the
@@ -8,7 +8,8 @@ rotation itself rather than table building, caches its factors per shape too.
 
     python benchmarks/rope_complex.py [--size 512 512] [--repeats 10] [--threads N]
 
-times segformer_b0, its axial and mixed RoPE variants (real, this library) and the same
+times segformer_b0, its axial and mixed RoPE variants (this library: one complex product per
+rotation in eager mode, on cos/sin tables cached per shape) and the same
 two with the complex rotation, in turns in one loop, and prints latencies relative to
 plain segformer_b0 (docs/benchmarks.md).
 """
@@ -78,13 +79,13 @@ def main() -> None:
     models = {"segformer_b0": sl.create_model("segformer_b0").eval()}
     for kind in ("axial", "mixed"):
         name = f"segformer_b0_rope_{kind}"
-        real = sl.create_model(name, rope={"key_positions": "pooled"}).eval()
+        ours = sl.create_model(name, rope={"key_positions": "pooled"}).eval()
         complex_ = sl.create_model(name, rope={"key_positions": "pooled"}).eval()
-        complex_.load_state_dict(real.state_dict())
+        complex_.load_state_dict(ours.state_dict())
         with_complex_rope(complex_)
-        models[f"{name} (real, pooled keys)"] = real
+        models[f"{name} (ours, pooled keys)"] = ours
         models[f"{name} (complex, seed-style)"] = complex_
-        models[f"{name} (real, centre keys)"] = sl.create_model(name).eval()
+        models[f"{name} (ours, centre keys)"] = sl.create_model(name).eval()
     pixel_values = torch.randn(1, 3, *args.size)
     times, outputs = time_in_turns(models, pixel_values, args.warmup, args.repeats)
     print_comparison({"input": [1, 3, *args.size], "threads": torch.get_num_threads(), "repeats": args.repeats,
@@ -92,8 +93,8 @@ def main() -> None:
                      as_json=False)  # fmt: skip
     for kind in ("axial", "mixed"):
         name = f"segformer_b0_rope_{kind}"
-        diff = (outputs[f"{name} (real, pooled keys)"] - outputs[f"{name} (complex, seed-style)"]).abs().max()
-        print(f"  {name}: max abs logit difference real vs complex (pooled keys): {diff:.1e}")
+        diff = (outputs[f"{name} (ours, pooled keys)"] - outputs[f"{name} (complex, seed-style)"]).abs().max()
+        print(f"  {name}: max abs logit difference ours vs complex (pooled keys): {diff:.1e}")
 
 
 if __name__ == "__main__":

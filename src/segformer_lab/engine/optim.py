@@ -76,8 +76,9 @@ def adamw(params: Iterable[torch.Tensor] | Iterable[dict], fused: bool = True, *
     """``torch.optim.AdamW(params, **settings)``, fused (unless ``fused`` is False) where
     every parameter's device has the kernel: one pass over all parameters instead of a
     loop of per-tensor operations (PyTorch's default on the CPU), the same update to float
-    rounding. On two CPU cores a step over B0's 205 tensors takes 3.5 ms fused against
-    22 ms, a tenth of a training step at batch 8, 128x128 (docs/benchmarks.md)."""
+    rounding. On two CPU cores a step over B0's 205 tensors takes 6 ms fused against
+    22 ms, a tenth of a training step at batch 8, 128x128 (benchmarks/optimizer_step.py,
+    docs/benchmarks.md)."""
     params = list(params)
     tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     fused = fused and all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in tensors)
