@@ -3,6 +3,7 @@ import os
 import pytest
 import torch
 from helpers import EXPORTED_CLASSES, EXPORTED_PALETTE, randomised
+from helpers import shallow as shallow_config
 
 import segformer_lab as sl
 from segformer_lab.export import OnnxRunner, export_onnx
@@ -34,17 +35,8 @@ def _seed():
 
 @pytest.fixture
 def shallow():
-    """``shallow(config)``: the same architecture with one block per stage (two where a
-    stage has deformable blocks, the second one deformable): every component type is
-    still present, slow checks (export) stay fast."""
-
-    def make(config):
-        return config.with_stages(
-            depth=[2 if s.deformable_blocks else 1 for s in config.stages],
-            deformable_blocks=[(1,) if s.deformable_blocks else () for s in config.stages],
-        )
-
-    return make
+    """``shallow(config)``: ``helpers.shallow``, one block per stage."""
+    return shallow_config
 
 
 @pytest.fixture
