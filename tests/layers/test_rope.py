@@ -336,8 +336,18 @@ def test_eager_rotation_and_its_gradients_equal_the_real_form(layout):
         torch.testing.assert_close(g, e)
 
 
-def test_inference_rotation_equals_autograd_rotation():
-    """Without autograd the rotation writes in place into ``x``'s layout: same numbers."""
+def test_half_precision_rotates_in_real_products():
+    """There is no complex bfloat16: such inputs take the real form, in their own dtype."""
+    x = torch.randn(2, 3, 9, 16)
+    angles = torch.randn(3, 9, 8)
+    out = rotate_pairs(x.bfloat16(), angles.cos().bfloat16(), angles.sin().bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), rotate_pairs(x, angles.cos(), angles.sin()), atol=0.05, rtol=0.02)
+
+
+def test_rotation_keeps_the_layout_of_its_input():
+    """With or without autograd, the rotated tensor is laid out like ``x`` (the attention
+    kernel then sees the same layout as without RoPE), with the same numbers."""
     x = torch.randn(2, 50, 4, 16).transpose(1, 2)  # [B, heads, N, d], tokens-major like the attention's
     angles = torch.randn(1, 50, 8)
     expected = rotate_pairs(x, angles.cos(), angles.sin())

@@ -42,10 +42,11 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     mode: one complex product forward and backward, in ``x``'s memory layout (cheaper
     than the four real products and stack, twice as cheap in a training step's backward:
     docs/benchmarks.md). Tracers and exporters get the real form, as ONNX has no complex
-    numbers. ``x`` is ``[..., N, d]``; ``cos``/``sin`` are ``[..., N, d/2]`` and broadcast
-    against it.
+    numbers, and so do half-precision inputs (no complex bfloat16). ``x`` is ``[..., N, d]``;
+    ``cos``/``sin`` are ``[..., N, d/2]`` and broadcast against it.
     """
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+    tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+    if tracing or x.dtype not in (torch.float32, torch.float64):
         x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
         return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
     if x.stride(-1) != 1 or any(stride % 2 for stride in x.stride()[:-1]) or x.storage_offset() % 2:
