@@ -7,8 +7,10 @@ writes one random image (and a random mask for ``eval``) of ``--size H W`` into 
 temporary folder, then runs the real command in this process (``segformer-lab predict
 MODEL IMAGE --mode slide``, or ``segformer-lab eval MODEL --data folder:ROOT
 --own-size --mode slide --num-workers 0``: the image at full size) and prints
-one JSON line with the process's peak RSS (``ru_maxrss``) and its RSS before the
-command, in MiB. Run each measurement in a fresh process: the peak is the process's.
+one JSON line with the process's peak RSS (``VmHWM``) and its RSS before the command,
+in MiB. Run each measurement in a fresh process: the peak is the process's. (Not
+``ru_maxrss``: a process started by another inherits its parent's high-water mark
+through the fork, so under a test runner of 2 GB it would read 2 GB.)
 ``--impl before`` puts back the inference of before (``reference_logits``: full-size
 float32 score canvases, one per sum and one per average) where ``predict`` and ``eval``
 call it; ``--model conv`` is a stride-4 convolution instead of a network (what the tests
@@ -107,6 +109,12 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def peak_rss_mib() -> float:
+    """This process image's peak resident set (``VmHWM``), in MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", nargs=2, type=int, required=True, metavar=("H", "W"))
@@ -148,7 +156,7 @@ def main() -> None:
             argv = ["eval", str(checkpoint), "--data", f"folder:{root}", "--own-size", "--num-workers",
                     "0", "--device", "cpu", *slide]
         code = cli(argv)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps({"task": args.task, "impl": args.impl, "model": args.model, "classes": args.classes,
                       "size": [height, width], "exit": code, "rss_before_mib": round(before),
                       "peak_rss_mib": round(peak)}))
