@@ -14,7 +14,6 @@ EXPORTED_CLASSES = ("sky", "road", "car")  # in the metadata of conftest's ``exp
 EXPORTED_PALETTE = ((10, 20, 30), (200, 100, 0), (0, 255, 128))
 
 
-@torch.no_grad()
 def shallow(config):
     """The same architecture with one block per stage (two where a stage has deformable
     blocks, the second one deformable): every component type is still present, slow
@@ -25,6 +24,7 @@ def shallow(config):
     )
 
 
+@torch.no_grad()
 def randomised(model: nn.Module, seed: int = 0, scale: float = 0.1) -> nn.Module:
     """Perturb every weight (norms too, which initialise to 1 and 0) by ``scale`` and the
     BatchNorm running statistics, so that any tensor loaded into the wrong place, or
